@@ -1,0 +1,36 @@
+"""Hidden-layer activations: value from the pre-activation, derivative from the *output*.
+
+The derivatives use the activation's output exactly as PyTorch's backward kernels do
+(``threshold_backward(grad, result, 0)``, ``tanh_backward: grad*(1-y*y)``,
+``sigmoid_backward: grad*(1-y)*y``), so only outputs need to be stored.
+"""
+import math
+
+from ._jit import kernel
+
+IDENTITY, RELU, TANH, SIGMOID = 0, 1, 2, 3
+CODES = {"identity": IDENTITY, "relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
+
+
+@kernel
+def activate(code, z, c):
+    """a = f(z). relu keeps NaN as NaN (torch's ``x <= 0 ? 0 : x``), so divergence stays visible."""
+    if code == RELU:
+        return c[0] if z <= c[0] else z
+    if code == TANH:
+        return math.tanh(z)
+    if code == SIGMOID:
+        return c[2] / (c[2] + math.exp(-z))  # torch: 1 / (1 + exp(-x))
+    return z
+
+
+@kernel
+def derivative_from_output(code, a, c):
+    """f'(z) written in terms of a = f(z)."""
+    if code == RELU:
+        return c[0] if a <= c[0] else c[2]
+    if code == TANH:
+        return c[2] - a * a
+    if code == SIGMOID:
+        return (c[2] - a) * a
+    return c[2]

@@ -1,0 +1,111 @@
+"""The fused training loop: batches → forward → loss → backward → update → trace row.
+
+One call runs a chunk of whole epochs with no Python in between. Per step it
+  1. forwards the batch rows ``order[e][start:start+B]`` and computes the mean batch loss and dL/dpred,
+  2. backpropagates into ``grad`` and applies the optimizer (which writes ``upd``),
+  3. writes the trace row when the step is recorded (every ``every``-th step, and the diverging step),
+  4. stops at the first step whose loss or new parameters are not finite.
+After each epoch it stores the loss over the whole training set at the epoch's final parameters
+(full batch: that is exactly the next step's batch loss, so it is taken from there, not recomputed).
+
+Returns (steps done so far, trace rows written so far, diverging step or -1).
+"""
+import math
+
+from ._jit import kernel
+from .losses import dloss_of_residual, loss_of_residual
+from .models import backward, forward
+from .optimizers import optimizer_step
+
+TRACE_OFF, TRACE_NORMS, TRACE_FULL = 0, 1, 2
+# columns of the float trace table
+COL_LOSS, COL_LR, COL_GRAD_NORM, COL_UPDATE_NORM, COL_PARAM_NORM = 0, 1, 2, 3, 4
+N_SCALAR_COLS = 5
+
+
+@kernel
+def batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, with_grad):
+    """Mean loss of the batch; with_grad also writes dL/dpred = (1/B)·l'(r) into deltas."""
+    sc[3] = B
+    nb = sc[3]
+    inv_b = c[2] / nb
+    s = c[0]
+    for r in range(B):
+        res = acts[pred_off + r] - y[idx[start + r]]
+        s += loss_of_residual(loss_code, res, c[4], c)
+        if with_grad:
+            deltas[pred_off + r] = dloss_of_residual(loss_code, res, c[4], c) * inv_b
+    return s / nb
+
+
+@kernel
+def dataset_loss(X, y, ident, theta, model, loss_code, c, work, chunk):
+    """Mean loss over all rows, forwarding ``chunk`` rows at a time (the sum runs over rows)."""
+    sizes, woff, boff, aoff, act = model
+    acts, deltas, grad, upd, pold, sc = work
+    n = X.shape[0]
+    pred_off = aoff[aoff.shape[0] - 1]
+    s = c[0]
+    for start in range(0, n, chunk):
+        B = min(chunk, n - start)
+        forward(X, ident, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
+        for r in range(B):
+            s += loss_of_residual(loss_code, acts[pred_off + r] - y[start + r], c[4], c)
+    sc[3] = n
+    return s / sc[3]
+
+
+@kernel
+def _sq_norm(v, c):
+    s = c[0]
+    for i in range(v.shape[0]):
+        s += v[i] * v[i]
+    return s
+
+
+@kernel
+def train_epochs(X, y, theta, state, model, loss_code, opt, c, work, order, shuffled,
+                 epoch0, n_epochs, batch_size, t, row, trace, history):
+    sizes, woff, boff, aoff, act = model
+    opt_code, hp, hd = opt
+    acts, deltas, grad, upd, pold, sc = work
+    mode, every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows = trace
+    n = X.shape[0]
+    pred_off = aoff[aoff.shape[0] - 1]
+    full_batch = batch_size >= n
+    ident = order[0]
+    for e in range(epoch0, epoch0 + n_epochs):
+        idx = order[e - epoch0] if shuffled else ident
+        for start in range(0, n, batch_size):
+            B = min(batch_size, n - start)
+            forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
+            loss = batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, True)
+            if full_batch and e > 0:
+                history[e - 1] = loss
+            backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, c)
+            if mode == TRACE_FULL:
+                pold[:] = theta
+            pnorm2 = _sq_norm(theta, c) if mode != TRACE_OFF else c[0]
+            ok = optimizer_step(opt_code, theta, grad, upd, state, hp, hd, sc, t + 1)
+            bad = not (ok and math.isfinite(loss))
+            if mode != TRACE_OFF and (t % every == 0 or bad):
+                tr_index[row, 0] = t
+                tr_index[row, 1] = e
+                tr_scalars[row, COL_LOSS] = loss
+                tr_scalars[row, COL_LR] = hd[0]
+                tr_scalars[row, COL_GRAD_NORM] = math.sqrt(_sq_norm(grad, c))
+                tr_scalars[row, COL_UPDATE_NORM] = math.sqrt(_sq_norm(upd, c))
+                tr_scalars[row, COL_PARAM_NORM] = math.sqrt(pnorm2)
+                if mode == TRACE_FULL:
+                    tr_params[row, :] = pold
+                    tr_grad[row, :] = grad
+                    tr_update[row, :] = upd
+                    for s in range(srows.shape[0]):
+                        tr_state[row, s, :] = state[srows[s]]
+                row += 1
+            t += 1
+            if bad:
+                return t, row, t - 1
+        if not full_batch or e == epoch0 + n_epochs - 1:
+            history[e] = dataset_loss(X, y, ident, theta, model, loss_code, c, work, batch_size)
+    return t, row, -1

@@ -1,0 +1,43 @@
+"""Regression losses with mean reduction, as torch's MSELoss, HuberLoss(delta) and L1Loss.
+
+With r = pred - y over a batch of B rows (one output, so numel = B):
+  mse    l = r²                                         dL/dpred = (2/B)·r
+  huber  l = ½r² if |r| < δ else δ(|r| − ½δ)            dL/dpred = (1/B)·clip(r, −δ, δ)
+  mae    l = |r|                                        dL/dpred = (1/B)·sign(r), exactly 0 at r = 0
+(torch aten/src/ATen/native/cpu/PointwiseOpsKernel.cpp: mse_backward, huber_backward; l1 via sgn.)
+"""
+from ._jit import kernel
+
+MSE, HUBER, MAE = 0, 1, 2
+CODES = {"mse": MSE, "huber": HUBER, "mae": MAE}
+
+
+@kernel
+def loss_of_residual(code, r, delta, c):
+    """Per-row loss l(r)."""
+    if code == MSE:
+        return r * r
+    a = abs(r)
+    if code == HUBER:
+        if a < delta:
+            return c[1] * r * r
+        return delta * (a - c[1] * delta)
+    return a
+
+
+@kernel
+def dloss_of_residual(code, r, delta, c):
+    """dl/dr, before the 1/B of the mean: 2r, clip(r, −δ, δ), sign(r)."""
+    if code == MSE:
+        return c[3] * r
+    if code == HUBER:
+        if r <= -delta:
+            return -delta
+        if r >= delta:
+            return delta
+        return r
+    if r > c[0]:
+        return c[2]
+    if r < c[0]:
+        return -c[2]
+    return r * c[0]  # 0 at r == 0, NaN stays NaN

@@ -1,0 +1,168 @@
+"""One elementwise update kernel per optimizer over the flat (P,) vectors, matching PyTorch 2.x
+``torch/optim/{sgd,rmsprop,adam}.py::_single_tensor_*`` (the CPU default path).
+
+Each kernel updates ``theta`` in place, may add coupled weight decay into ``grad`` (so the trace
+records the gradient as the optimizer saw it), writes ``upd = theta_new − theta_old``, updates the
+rows of ``state`` and returns True when every new parameter is finite.
+
+``hp`` holds the hyperparameters in float64 (index names below); ``hd`` the same values cast to the
+run dtype, used in the elementwise arithmetic so float32 runs stay float32. Step-dependent scalars
+(Adam's bias corrections) are computed in float64 like torch's Python floats, then cast via ``sc``.
+"""
+import math
+
+from ._jit import kernel
+
+SGD, RMSPROP, ADAM = 0, 1, 2
+
+# indices into the hyperparameter vector
+LR, MOMENTUM, DAMPENING, NESTEROV, WEIGHT_DECAY = 0, 1, 2, 3, 4
+ALPHA, EPS, CENTERED, BETA1, BETA2, AMSGRAD, DECOUPLED = 5, 6, 7, 8, 9, 10, 11
+ONE_MINUS_DAMPENING, ONE_MINUS_ALPHA, ONE_MINUS_BETA1, ONE_MINUS_BETA2 = 12, 13, 14, 15
+N_HPARAMS = 16
+
+# state rows per optimizer, in the order the kernels use them
+STATE_NAMES = {
+    SGD: ("momentum_buffer",),
+    RMSPROP: ("square_avg", "grad_avg", "momentum_buffer"),
+    ADAM: ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+}
+
+
+@kernel
+def sgd_step(theta, grad, upd, state, hd, t):
+    # g += wd·p;  buf = g (first step, no dampening) | μ·buf + (1−τ)·g;  g = g + μ·buf (nesterov) | buf
+    # p −= lr·g
+    lr = hd[LR]
+    mu = hd[MOMENTUM]
+    wd = hd[WEIGHT_DECAY]
+    use_wd = hd[WEIGHT_DECAY] != 0
+    use_mom = hd[MOMENTUM] != 0
+    nesterov = hd[NESTEROV] != 0
+    damp = hd[ONE_MINUS_DAMPENING]
+    ok = True
+    for i in range(theta.shape[0]):
+        p = theta[i]
+        g = grad[i]
+        if use_wd:
+            g = g + wd * p
+            grad[i] = g
+        if use_mom:
+            if t == 1:
+                buf = g
+            else:
+                buf = mu * state[0, i] + damp * g
+            state[0, i] = buf
+            if nesterov:
+                g = g + mu * buf
+            else:
+                g = buf
+        pn = p - lr * g
+        theta[i] = pn
+        upd[i] = pn - p
+        if not math.isfinite(pn):
+            ok = False
+    return ok
+
+
+@kernel
+def rmsprop_step(theta, grad, upd, state, hd, t):
+    # g += wd·p;  v = α·v + (1−α)·g²;  centered: ḡ = ḡ + (1−α)(g − ḡ), avg = √(v − ḡ²) + ε
+    # else avg = √v + ε;  momentum: buf = μ·buf + g/avg, p −= lr·buf;  else p −= lr·g/avg
+    lr = hd[LR]
+    mu = hd[MOMENTUM]
+    wd = hd[WEIGHT_DECAY]
+    alpha = hd[ALPHA]
+    oma = hd[ONE_MINUS_ALPHA]
+    eps = hd[EPS]
+    use_wd = hd[WEIGHT_DECAY] != 0
+    use_mom = hd[MOMENTUM] > 0
+    centered = hd[CENTERED] != 0
+    ok = True
+    for i in range(theta.shape[0]):
+        p = theta[i]
+        g = grad[i]
+        if use_wd:
+            g = g + wd * p
+            grad[i] = g
+        v = alpha * state[0, i] + oma * g * g
+        state[0, i] = v
+        if centered:
+            ga = state[1, i]
+            ga = ga + oma * (g - ga)
+            state[1, i] = ga
+            avg = math.sqrt(v - ga * ga) + eps
+        else:
+            avg = math.sqrt(v) + eps
+        if use_mom:
+            buf = mu * state[2, i] + g / avg
+            state[2, i] = buf
+            pn = p - lr * buf
+        else:
+            pn = p - lr * (g / avg)
+        theta[i] = pn
+        upd[i] = pn - p
+        if not math.isfinite(pn):
+            ok = False
+    return ok
+
+
+@kernel
+def adam_step(theta, grad, upd, state, hp, hd, sc, t):
+    # Adam:  g += wd·p (coupled)          AdamW:  p *= 1 − lr·wd (decoupled, before the moments)
+    # m = m + (1−β1)(g − m);  v = β2·v + (1−β2)·g²;  amsgrad: v̂ = max(v̂, v)
+    # p −= (lr/(1−β1ᵗ)) · m / (√v(or √v̂) / √(1−β2ᵗ) + ε)
+    bc1 = 1.0 - hp[BETA1] ** t
+    bc2 = 1.0 - hp[BETA2] ** t
+    sc[0] = hp[LR] / bc1
+    sc[1] = math.sqrt(bc2)
+    sc[2] = 1.0 - hp[LR] * hp[WEIGHT_DECAY]
+    step_size = sc[0]
+    bc2_sqrt = sc[1]
+    shrink = sc[2]
+    wd = hd[WEIGHT_DECAY]
+    b2 = hd[BETA2]
+    omb1 = hd[ONE_MINUS_BETA1]
+    omb2 = hd[ONE_MINUS_BETA2]
+    eps = hd[EPS]
+    decoupled = hp[DECOUPLED] != 0
+    use_wd = hp[WEIGHT_DECAY] != 0
+    amsgrad = hp[AMSGRAD] != 0
+    ok = True
+    for i in range(theta.shape[0]):
+        p0 = theta[i]
+        p = p0
+        g = grad[i]
+        if use_wd:
+            if decoupled:
+                p = p * shrink
+            else:
+                g = g + wd * p
+                grad[i] = g
+        m = state[0, i]
+        m = m + omb1 * (g - m)
+        state[0, i] = m
+        v = state[1, i] * b2 + omb2 * g * g
+        state[1, i] = v
+        if amsgrad:
+            vmax = max(state[2, i], v)
+            state[2, i] = vmax
+            denom = math.sqrt(vmax) / bc2_sqrt + eps
+        else:
+            denom = math.sqrt(v) / bc2_sqrt + eps
+        pn = p - step_size * (m / denom)
+        theta[i] = pn
+        upd[i] = pn - p0
+        if not math.isfinite(pn):
+            ok = False
+    return ok
+
+
+@kernel
+def optimizer_step(code, theta, grad, upd, state, hp, hd, sc, t):
+    """Dispatch on the optimizer code; t is torch's 1-based step counter."""
+    if code == SGD:
+        return sgd_step(theta, grad, upd, state, hd, t)
+    if code == RMSPROP:
+        return rmsprop_step(theta, grad, upd, state, hd, t)
+    return adam_step(theta, grad, upd, state, hp, hd, sc, t)

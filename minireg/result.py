@@ -1,0 +1,54 @@
+"""TrainResult: the outcome of one training run."""
+import numpy as np
+
+from . import _validate
+from .kernels.activations import CODES as ACTIVATION_CODES
+from .kernels.models import predict_rows
+
+_PREDICT_ROWS = 4096
+
+
+class TrainResult:
+    def __init__(self, *, layout, theta, config, history, trace, diverged, diverged_at, n_steps, seconds):
+        self.layout = layout
+        self.theta = theta
+        self.params = {k: v.copy() for k, v in layout.unflatten(theta).items()}
+        self.config = config
+        self.history = history
+        self.trace = trace
+        self.diverged = diverged
+        self.diverged_at = diverged_at
+        self.n_steps = n_steps
+        self.seconds = seconds
+
+    @property
+    def dtype(self):
+        return self.theta.dtype
+
+    def predict(self, X):
+        """Predictions (n_samples,) of the final parameters, computed by the same forward kernel."""
+        X = _validate.data_X(X, self.dtype)
+        d = self.layout.sizes[0]
+        if X.shape[1] != d:
+            raise ValueError(f"X has {X.shape[1]} features, but the model was trained on {d}.")
+        rows = min(_PREDICT_ROWS, X.shape[0])
+        sizes, woff, boff, aoff, nacts = self.layout.kernel_arrays(rows)
+        acts = np.empty(nacts, self.dtype)
+        c = np.array([0.0, 0.5, 1.0, 2.0, 0.0], self.dtype)
+        out = np.empty(X.shape[0], self.dtype)
+        ident = np.arange(X.shape[0], dtype=np.int64)
+        act = ACTIVATION_CODES[self.config["activation"]]
+        predict_rows(X, ident, self.theta, sizes, woff, boff, aoff, act, acts, c, out)
+        return out
+
+    def __repr__(self):
+        cfg = self.config
+        model = cfg["model"] if cfg["model"] == "linear" else f"mlp{cfg['sizes']}/{cfg['activation']}"
+        loss = self.history["loss"]
+        last = f"{loss[-1]:.6g}" if loss.size else "n/a"
+        status = f"DIVERGED at step {self.diverged_at}" if self.diverged else "finite"
+        return (
+            f"TrainResult({model}, loss={cfg['loss']}, optimizer={cfg['optimizer']}, lr={cfg['lr']:g}, "
+            f"{self.n_steps} steps over {loss.size} epochs, final loss {last}, {status}, "
+            f"{self.seconds:.3g} s{', traced' if self.trace is not None else ''})"
+        )

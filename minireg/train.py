@@ -1,0 +1,201 @@
+"""train(): validate → layout/init → allocate → run the compiled loop → TrainResult."""
+import math
+import time
+import warnings
+
+import numpy as np
+
+from . import _validate as V
+from .kernels import activations, losses, optimizers as O
+from .kernels.loop import N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF, train_epochs
+from .layout import Layout, init_params
+from .result import TrainResult
+from .trace import Trace
+
+# Shuffled runs hand the kernel the permutations of a chunk of epochs at once; this caps that
+# array (int64 entries) so long runs on big data do not hold every epoch's permutation in memory.
+_MAX_ORDER_ENTRIES = 1 << 22
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Training stopped because the loss or the parameters became NaN or infinite."""
+
+
+def _optimizer_vector(optimizer, lr, h):
+    hp = np.zeros(O.N_HPARAMS, np.float64)
+    hp[O.LR] = lr
+    hp[O.WEIGHT_DECAY] = h["weight_decay"]
+    hp[O.MOMENTUM] = h.get("momentum", 0.0)
+    hp[O.DAMPENING] = h.get("dampening", 0.0)
+    hp[O.NESTEROV] = h.get("nesterov", False)
+    hp[O.ALPHA] = h.get("alpha", 0.0)
+    hp[O.EPS] = h.get("eps", 0.0)
+    hp[O.CENTERED] = h.get("centered", False)
+    hp[O.BETA1] = h.get("beta1", 0.0)
+    hp[O.BETA2] = h.get("beta2", 0.0)
+    hp[O.AMSGRAD] = h.get("amsgrad", False)
+    hp[O.DECOUPLED] = optimizer == "adamw"
+    hp[O.ONE_MINUS_DAMPENING] = 1.0 - hp[O.DAMPENING]
+    hp[O.ONE_MINUS_ALPHA] = 1.0 - hp[O.ALPHA]
+    hp[O.ONE_MINUS_BETA1] = 1.0 - hp[O.BETA1]
+    hp[O.ONE_MINUS_BETA2] = 1.0 - hp[O.BETA2]
+    code = {"sgd": O.SGD, "rmsprop": O.RMSPROP, "adam": O.ADAM, "adamw": O.ADAM}[optimizer]
+    return code, hp
+
+
+def _state_rows(optimizer, h):
+    """The optimizer-state rows this configuration actually uses (name, row in the kernel's state)."""
+    if optimizer == "sgd":
+        return [("momentum_buffer", 0)] if h["momentum"] != 0 else []
+    if optimizer == "rmsprop":
+        rows = [("square_avg", 0)]
+        if h["centered"]:
+            rows.append(("grad_avg", 1))
+        if h["momentum"] > 0:
+            rows.append(("momentum_buffer", 2))
+        return rows
+    rows = [("exp_avg", 0), ("exp_avg_sq", 1)]
+    if h["amsgrad"]:
+        rows.append(("max_exp_avg_sq", 2))
+    return rows
+
+
+def _format_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+
+
+def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", delta=1.0,
+          optimizer="sgd", lr=0.01, epochs=100, batch_size=None, shuffle=True, seed=0,
+          dtype="float64", init="torch", trace=False, trace_every=1, trace_budget=2**30,
+          **optimizer_hparams):
+    """Train a linear model or an MLP with a Numba-compiled loop; return a :class:`TrainResult`.
+
+    Every step runs in compiled code: forward, loss, backward, optimizer update and, with
+    ``trace=True``, a full record of the step (``trace="norms"`` keeps only the scalar columns).
+    A run whose loss or parameters become non-finite stops there and returns ``diverged=True``.
+    See the README for the full argument list; optimizer hyperparameters use PyTorch's names and
+    defaults (beta1/beta2 for Adam's betas).
+    """
+    started = time.perf_counter()
+    # ---- validate everything before compiling or allocating anything big
+    model = V.choice("model", model, V.MODELS)
+    loss = V.choice("loss", loss, V.LOSSES)
+    optimizer = V.choice("optimizer", optimizer, V.OPTIMIZERS)
+    dtype = V.choice("dtype", dtype if isinstance(dtype, str) else np.dtype(dtype).name
+                     if isinstance(dtype, (type, np.dtype)) else dtype, V.DTYPES)
+    if model == "mlp":
+        hidden = V.hidden_sizes(hidden)
+        activation = V.choice("activation", activation, V.ACTIVATIONS)
+    else:
+        hidden, activation = (), None
+    delta = V.real("delta", delta, low=0.0, low_open=True)
+    lr = V.real("lr", lr, low=0.0, low_open=True)
+    epochs = V.integer("epochs", epochs, 1)
+    if batch_size is not None:
+        batch_size = V.integer("batch_size", batch_size, 1)
+    shuffle = V.flag("shuffle", shuffle)
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    seed = V.integer("seed", seed, 0)
+    trace = V.trace_mode(trace)
+    trace_every = V.integer("trace_every", trace_every, 1)
+    trace_budget = V.real("trace_budget", trace_budget, low=0.0, low_open=True)
+    hparams = V.optimizer_hparams(optimizer, optimizer_hparams)
+    Xa = V.data_X(X, dtype)
+    ya = V.data_y(y, Xa.shape[0], dtype)
+    n, d = Xa.shape
+    layout = Layout((d, *hidden, 1))
+    init = V.init_spec(init, layout, model)
+
+    bs = n if batch_size is None else min(batch_size, n)
+    steps_per_epoch = -(-n // bs)
+    total_steps = epochs * steps_per_epoch
+    state_rows = _state_rows(optimizer, hparams)
+    P = layout.size
+    item = np.dtype(dtype).itemsize
+    n_rows = (-(-total_steps // trace_every) + 1) if trace is not False else 0
+    if trace is not False:
+        per_row = 16 + N_SCALAR_COLS * item + ((3 + len(state_rows)) * P * item if trace is True else 0)
+        need = n_rows * per_row
+        if need > trace_budget:
+            raise ValueError(
+                f"the trace would need {_format_bytes(need)} ({n_rows} rows x {per_row} bytes) but "
+                f"trace_budget is {_format_bytes(trace_budget)}. Record fewer steps (trace_every="
+                f"{max(2, math.ceil(need / trace_budget) * trace_every)}), keep only the scalar columns "
+                f"(trace='norms'), or raise trace_budget."
+            )
+
+    # ---- allocate
+    init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
+    theta = init_params(layout, init, np.random.default_rng(init_seq), dtype)
+    sizes, woff, boff, aoff, nacts = layout.kernel_arrays(bs)
+    act_code = activations.CODES[activation or "identity"]
+    model_arrays = (sizes, woff, boff, aoff, act_code)
+    opt_code, hp = _optimizer_vector(optimizer, lr, hparams)
+    opt = (opt_code, hp, hp.astype(dtype))
+    c = np.array([0.0, 0.5, 1.0, 2.0, delta], dtype)
+    state = np.zeros((3, P), dtype)
+    work = (np.zeros(nacts, dtype), np.zeros(nacts, dtype), np.zeros(P, dtype), np.zeros(P, dtype),
+            np.zeros(P, dtype), np.zeros(4, dtype))
+    mode = {False: TRACE_OFF, "norms": TRACE_NORMS, True: TRACE_FULL}[trace]
+    full_rows = n_rows if trace is True else 0
+    S = len(state_rows)
+    tr_index = np.zeros((n_rows, 2), np.int64)
+    tr_scalars = np.zeros((n_rows, N_SCALAR_COLS), dtype)
+    tr_params = np.zeros((full_rows, P), dtype)
+    tr_grad = np.zeros((full_rows, P), dtype)
+    tr_update = np.zeros((full_rows, P), dtype)
+    tr_state = np.zeros((full_rows, S, P), dtype)
+    srows = np.array([r for _, r in state_rows], np.int64)
+    history = np.full(epochs, np.nan, dtype)
+    ident = np.arange(n, dtype=np.int64)
+    shuffled = shuffle and bs < n
+    chunk = max(1, min(epochs, _MAX_ORDER_ENTRIES // n)) if shuffled else epochs
+    shuffle_rng = np.random.default_rng(shuffle_seq)
+    trace_arrays = (mode, trace_every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows)
+
+    # ---- run
+    t, row, diverged_at = 0, 0, -1
+    for e0 in range(0, epochs, chunk):
+        ne = min(chunk, epochs - e0)
+        if shuffled:
+            order = np.empty((ne, n), np.int64)
+            for k in range(ne):
+                order[k] = shuffle_rng.permutation(n)
+        else:
+            order = ident.reshape(1, n)
+        t, row, diverged_at = train_epochs(
+            Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt, c, work, order, shuffled,
+            e0, ne, bs, t, row, trace_arrays, history)
+        if diverged_at >= 0:
+            break
+
+    completed = epochs if diverged_at < 0 else diverged_at // steps_per_epoch
+    if diverged_at >= 0:
+        warnings.warn(
+            f"training diverged at step {diverged_at} (epoch {diverged_at // steps_per_epoch}): the loss or "
+            "the parameters became NaN/inf; the run stopped there. See result.diverged_at and result.trace.",
+            DivergenceWarning, stacklevel=2)
+    tr = None
+    if trace is not False:
+        tr = Trace(layout, trace, trace_every, tr_index[:row], tr_scalars[:row],
+                   tr_params[:row] if trace is True else None,
+                   tr_grad[:row] if trace is True else None,
+                   tr_update[:row] if trace is True else None,
+                   {name: tr_state[:row, s] for s, (name, _) in enumerate(state_rows)} if trace is True else {})
+    config = {
+        "model": model, "sizes": layout.sizes, "hidden": hidden, "activation": activation,
+        "loss": loss, "delta": delta, "optimizer": optimizer, "lr": lr, **hparams,
+        "epochs": epochs, "batch_size": batch_size, "effective_batch_size": bs,
+        "steps_per_epoch": steps_per_epoch, "shuffle": shuffle, "shuffled": shuffled, "seed": seed,
+        "dtype": dtype, "init": "dict" if isinstance(init, dict) else init, "trace": trace,
+        "trace_every": trace_every, "trace_budget": trace_budget, "n_samples": n, "n_features": d,
+        "n_params": P,
+    }
+    return TrainResult(layout=layout, theta=theta, config=config, history={"loss": history[:completed]},
+                       trace=tr, diverged=diverged_at >= 0,
+                       diverged_at=None if diverged_at < 0 else int(diverged_at), n_steps=int(t),
+                       seconds=time.perf_counter() - started)
