@@ -37,7 +37,7 @@ class TrainResult:
         c = np.array([0.0, 0.5, 1.0, 2.0, 0.0], self.dtype)
         out = np.empty(X.shape[0], self.dtype)
         ident = np.arange(X.shape[0], dtype=np.int64)
-        act = ACTIVATION_CODES[self.config["activation"]]
+        act = ACTIVATION_CODES[self.config["activation"] or "identity"]
         predict_rows(X, ident, self.theta, sizes, woff, boff, aoff, act, acts, c, out)
         return out
 

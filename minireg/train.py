@@ -139,7 +139,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     c = np.array([0.0, 0.5, 1.0, 2.0, delta], dtype)
     state = np.zeros((3, P), dtype)
     work = (np.zeros(nacts, dtype), np.zeros(nacts, dtype), np.zeros(P, dtype), np.zeros(P, dtype),
-            np.zeros(P, dtype), np.zeros(4, dtype))
+            np.zeros(P, dtype), np.zeros(4, dtype), np.arange(n, dtype=np.int64))
     mode = {False: TRACE_OFF, "norms": TRACE_NORMS, True: TRACE_FULL}[trace]
     full_rows = n_rows if trace is True else 0
     S = len(state_rows)
@@ -151,7 +151,6 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     tr_state = np.zeros((full_rows, S, P), dtype)
     srows = np.array([r for _, r in state_rows], np.int64)
     history = np.full(epochs, np.nan, dtype)
-    ident = np.arange(n, dtype=np.int64)
     shuffled = shuffle and bs < n
     chunk = max(1, min(epochs, _MAX_ORDER_ENTRIES // n)) if shuffled else epochs
     shuffle_rng = np.random.default_rng(shuffle_seq)
@@ -166,7 +165,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
             for k in range(ne):
                 order[k] = shuffle_rng.permutation(n)
         else:
-            order = ident.reshape(1, n)
+            order = work[-1].reshape(1, n)
         t, row, diverged_at = train_epochs(
             Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt, c, work, order, shuffled,
             e0, ne, bs, t, row, trace_arrays, history)

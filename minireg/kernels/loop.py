@@ -39,10 +39,10 @@ def batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, with_
 
 
 @kernel
-def dataset_loss(X, y, ident, theta, model, loss_code, c, work, chunk):
+def dataset_loss(X, y, theta, model, loss_code, c, work, chunk):
     """Mean loss over all rows, forwarding ``chunk`` rows at a time (the sum runs over rows)."""
     sizes, woff, boff, aoff, act = model
-    acts, deltas, grad, upd, pold, sc = work
+    acts, deltas, grad, upd, pold, sc, ident = work
     n = X.shape[0]
     pred_off = aoff[aoff.shape[0] - 1]
     s = c[0]
@@ -68,12 +68,11 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, c, work, order, shuf
                  epoch0, n_epochs, batch_size, t, row, trace, history):
     sizes, woff, boff, aoff, act = model
     opt_code, hp, hd = opt
-    acts, deltas, grad, upd, pold, sc = work
+    acts, deltas, grad, upd, pold, sc, ident = work
     mode, every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows = trace
     n = X.shape[0]
     pred_off = aoff[aoff.shape[0] - 1]
     full_batch = batch_size >= n
-    ident = order[0]
     for e in range(epoch0, epoch0 + n_epochs):
         idx = order[e - epoch0] if shuffled else ident
         for start in range(0, n, batch_size):
@@ -107,5 +106,5 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, c, work, order, shuf
             if bad:
                 return t, row, t - 1
         if not full_batch or e == epoch0 + n_epochs - 1:
-            history[e] = dataset_loss(X, y, ident, theta, model, loss_code, c, work, batch_size)
+            history[e] = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size)
     return t, row, -1
