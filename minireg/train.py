@@ -139,16 +139,20 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     c = np.array([0.0, 0.5, 1.0, 2.0, delta], dtype)
     state = np.zeros((3, P), dtype)
     work = (np.zeros(nacts, dtype), np.zeros(nacts, dtype), np.zeros(P, dtype), np.zeros(P, dtype),
-            np.zeros(P, dtype), np.zeros(4, dtype), np.arange(n, dtype=np.int64))
+            np.zeros(P, dtype), np.zeros(4, dtype), np.arange(n, dtype=np.int64),
+            np.zeros(max(a * b for a, b in zip(layout.sizes, layout.sizes[1:])), dtype))
     mode = {False: TRACE_OFF, "norms": TRACE_NORMS, True: TRACE_FULL}[trace]
     full_rows = n_rows if trace is True else 0
     S = len(state_rows)
-    tr_index = np.zeros((n_rows, 2), np.int64)
-    tr_scalars = np.zeros((n_rows, N_SCALAR_COLS), dtype)
-    tr_params = np.zeros((full_rows, P), dtype)
-    tr_grad = np.zeros((full_rows, P), dtype)
-    tr_update = np.zeros((full_rows, P), dtype)
-    tr_state = np.zeros((full_rows, S, P), dtype)
+    # np.empty, not np.zeros: numpy backs large empty arrays with transparent huge pages, and first
+    # touching calloc'ed small pages cost more than the training itself (W4: 280 µs per trace row).
+    # Only the rows the kernel wrote are exposed.
+    tr_index = np.empty((n_rows, 2), np.int64)
+    tr_scalars = np.empty((n_rows, N_SCALAR_COLS), dtype)
+    tr_params = np.empty((full_rows, P), dtype)
+    tr_grad = np.empty((full_rows, P), dtype)
+    tr_update = np.empty((full_rows, P), dtype)
+    tr_state = np.empty((full_rows, S, P), dtype)
     srows = np.array([r for _, r in state_rows], np.int64)
     history = np.full(epochs, np.nan, dtype)
     shuffled = shuffle and bs < n
@@ -165,7 +169,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
             for k in range(ne):
                 order[k] = shuffle_rng.permutation(n)
         else:
-            order = work[-1].reshape(1, n)
+            order = work[6].reshape(1, n)
         t, row, diverged_at = train_epochs(
             Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt, c, work, order, shuffled,
             e0, ne, bs, t, row, trace_arrays, history)

@@ -42,7 +42,7 @@ def batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, with_
 def dataset_loss(X, y, theta, model, loss_code, c, work, chunk):
     """Mean loss over all rows, forwarding ``chunk`` rows at a time (the sum runs over rows)."""
     sizes, woff, boff, aoff, act = model
-    acts, deltas, grad, upd, pold, sc, ident = work
+    acts, deltas, grad, upd, pold, sc, ident, wt = work
     n = X.shape[0]
     pred_off = aoff[aoff.shape[0] - 1]
     s = c[0]
@@ -68,7 +68,7 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, c, work, order, shuf
                  epoch0, n_epochs, batch_size, t, row, trace, history):
     sizes, woff, boff, aoff, act = model
     opt_code, hp, hd = opt
-    acts, deltas, grad, upd, pold, sc, ident = work
+    acts, deltas, grad, upd, pold, sc, ident, wt = work
     mode, every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows = trace
     n = X.shape[0]
     pred_off = aoff[aoff.shape[0] - 1]
@@ -81,7 +81,7 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, c, work, order, shuf
             loss = batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, True)
             if full_batch and e > 0:
                 history[e - 1] = loss
-            backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, c)
+            backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, wt, c)
             if mode == TRACE_FULL:
                 pold[:] = theta
             pnorm2 = _sq_norm(theta, c) if mode != TRACE_OFF else c[0]

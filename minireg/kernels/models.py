@@ -10,6 +10,11 @@ The input rows are ``X[idx[start + r]]`` (no copy of the batch is made).
 
 Backward, for each layer from the last:  gW = A_prevᵀ·Δ,  gb = Σ_rows Δ,
     Δ_prev = (Δ·Wᵀ) ⊙ f'(A_prev)            (torch: addmm backward, then the activation backward)
+
+Every product is written as row updates ``out[r, :] += s · M[i, :]`` over contiguous slices: that
+form vectorizes without reassociating any sum, so results do not depend on the SIMD width. Each
+layer works on slice views of the flat buffers (indexing views from 0 lets numba drop its
+negative-index checks, which otherwise block vectorization: measured 10x on a 64x64 layer).
 """
 from ._jit import kernel
 from .activations import activate, derivative_from_output
@@ -22,86 +27,92 @@ def forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
     for k in range(L):
         fi = sizes[k]
         fo = sizes[k + 1]
-        wo = woff[k]
-        bo = boff[k]
-        ao = aoff[k]
+        W = theta[woff[k]:woff[k] + fi * fo]
+        b = theta[boff[k]:boff[k] + fo]
+        Z = acts[aoff[k]:aoff[k] + B * fo]
         po = aoff[k - 1] if k > 0 else 0
+        A = acts[po:po + B * fi]
         hidden = k < L - 1
         for r in range(B):
-            out = ao + r * fo
-            for j in range(fo):
-                acts[out + j] = c[0]
-            if k == 0:
-                row = idx[start + r]
+            o = r * fo
+            row = idx[start + r]
+            if fo == 1:  # output layer: one dot product per row, kept in a register
+                s = c[0]
                 for i in range(fi):
-                    xi = X[row, i]
-                    w = wo + i * fo
-                    for j in range(fo):
-                        acts[out + j] += xi * theta[w + j]
+                    s += (X[row, i] if k == 0 else A[r * fi + i]) * W[i]
+                Z[o] = s
             else:
-                inp = po + r * fi
+                for j in range(fo):
+                    Z[o + j] = c[0]
                 for i in range(fi):
-                    xi = acts[inp + i]
-                    w = wo + i * fo
+                    a = X[row, i] if k == 0 else A[r * fi + i]
+                    w = i * fo
                     for j in range(fo):
-                        acts[out + j] += xi * theta[w + j]
+                        Z[o + j] += a * W[w + j]
             # bias added after the product, as torch's addmm does
             for j in range(fo):
-                z = acts[out + j] + theta[bo + j]
-                acts[out + j] = activate(act, z, c) if hidden else z
+                z = Z[o + j] + b[j]
+                Z[o + j] = activate(act, z, c) if hidden else z
 
 
 @kernel
-def backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, c):
-    """Given the output deltas (dL/dpred per row) in ``deltas``, write the full gradient to ``grad``."""
+def backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, wt, c):
+    """Given the output deltas (dL/dpred per row) in ``deltas``, write the full gradient to ``grad``.
+    ``wt`` is scratch for one layer's transposed weights."""
     L = sizes.shape[0] - 1
     for k in range(L - 1, -1, -1):
         fi = sizes[k]
         fo = sizes[k + 1]
-        wo = woff[k]
-        bo = boff[k]
-        do = aoff[k]
+        W = theta[woff[k]:woff[k] + fi * fo]
+        gW = grad[woff[k]:woff[k] + fi * fo]
+        gb = grad[boff[k]:boff[k] + fo]
+        D = deltas[aoff[k]:aoff[k] + B * fo]
         po = aoff[k - 1] if k > 0 else 0
-        for p in range(wo, wo + fi * fo):
-            grad[p] = c[0]
+        A = acts[po:po + B * fi]
+        Dp = deltas[po:po + B * fi]
+        for p in range(fi * fo):
+            gW[p] = c[0]
         for j in range(fo):
-            grad[bo + j] = c[0]
+            gb[j] = c[0]
         for r in range(B):
-            d = do + r * fo
+            o = r * fo
+            row = idx[start + r]
             for j in range(fo):
-                grad[bo + j] += deltas[d + j]
-            if k == 0:
-                row = idx[start + r]
+                gb[j] += D[o + j]
+            if fo == 1:
+                d = D[o]
                 for i in range(fi):
-                    xi = X[row, i]
-                    w = wo + i * fo
-                    for j in range(fo):
-                        grad[w + j] += xi * deltas[d + j]
+                    gW[i] += (X[row, i] if k == 0 else A[r * fi + i]) * d
             else:
-                inp = po + r * fi
                 for i in range(fi):
-                    xi = acts[inp + i]
-                    w = wo + i * fo
+                    a = X[row, i] if k == 0 else A[r * fi + i]
+                    w = i * fo
                     for j in range(fo):
-                        grad[w + j] += xi * deltas[d + j]
+                        gW[w + j] += a * D[o + j]
         if k > 0:
+            # Δ_prev[r, :] = Σ_j Δ[r, j]·Wᵀ[j, :], accumulated over j in order, then ⊙ f'(A_prev)
+            for i in range(fi):
+                for j in range(fo):
+                    wt[j * fi + i] = W[i * fo + j]
             for r in range(B):
-                d = do + r * fo
-                inp = po + r * fi
+                q = r * fi
                 for i in range(fi):
-                    s = c[0]
-                    w = wo + i * fo
-                    for j in range(fo):
-                        s += deltas[d + j] * theta[w + j]
-                    deltas[inp + i] = s * derivative_from_output(act, acts[inp + i], c)
+                    Dp[q + i] = c[0]
+                for j in range(fo):
+                    d = D[r * fo + j]
+                    w = j * fi
+                    for i in range(fi):
+                        Dp[q + i] += d * wt[w + i]
+                for i in range(fi):
+                    Dp[q + i] = Dp[q + i] * derivative_from_output(act, A[q + i], c)
 
 
 @kernel
 def predict_rows(X, ident, theta, sizes, woff, boff, aoff, act, acts, c, out):
     """Predictions for every row of X, forwarding as many rows at a time as ``acts`` holds."""
     n = X.shape[0]
-    chunk = (acts.shape[0] - aoff[aoff.shape[0] - 1])  # rows the output block can hold (width 1)
     pred_off = aoff[aoff.shape[0] - 1]
+    chunk = acts.shape[0] - pred_off  # rows the output block (width 1) can hold
     for start in range(0, n, chunk):
         B = min(chunk, n - start)
         forward(X, ident, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
