@@ -133,16 +133,16 @@ def data_X(X, dtype, name="X"):
     return out
 
 
-def data_y(y, n, dtype):
-    arr = _as_numeric("y", y)
+def data_y(y, n, dtype, name="y", x_name="X"):
+    arr = _as_numeric(name, y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise ValueError(f"y must be 1-D or of shape (n_samples, 1); got shape {arr.shape}.")
+        raise ValueError(f"{name} must be 1-D or of shape (n_samples, 1); got shape {arr.shape}.")
     if arr.shape[0] != n:
-        raise ValueError(f"X has {n} samples but y has {arr.shape[0]}; they must have the same length.")
-    out = _convert("y", arr, dtype)
-    _check_finite("y", out)
+        raise ValueError(f"{x_name} has {n} samples but {name} has {arr.shape[0]}; they must have the same length.")
+    out = _convert(name, arr, dtype)
+    _check_finite(name, out)
     return out
 
 
@@ -224,3 +224,88 @@ def init_spec(init, layout, model):
             "unit identical. Use 'torch' or 'keras'."
         )
     return init
+
+
+STANDARDIZE = ("zscore", "minmax", "robust")
+SCHEDULE_PARAMS = {  # name -> {parameter: default (None = required)}
+    None: {},
+    "step": {"step_size": None, "gamma": 0.1},
+    "exponential": {"gamma": None},
+    "invscaling": {"power_t": 0.25},
+    "cosine": {"T_max": None},  # None here: the number of epochs
+    "plateau": {"patience": 10, "factor": 0.1},
+}
+
+
+def standardize_kind(value):
+    if value is False or value is None:
+        return None
+    if value is True:
+        return "zscore"
+    return choice("standardize", value, STANDARDIZE)
+
+
+def quantile_pair(name, value):
+    if value is None:
+        return None
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be None or a pair of quantiles (low_q, high_q), got {value!r}.") from None
+    lo = real(f"{name}[0]", lo, low=0.0, high=1.0)
+    hi = real(f"{name}[1]", hi, low=0.0, high=1.0)
+    if not lo < hi:
+        raise ValueError(f"{name}=({lo}, {hi}): the quantiles must be in increasing order, low_q < high_q.")
+    return lo, hi
+
+
+def optional_positive(name, value):
+    return None if value is None else real(name, value, low=0.0, low_open=True)
+
+
+def schedule_spec(schedule, given, epochs):
+    """The schedule's name and its resolved parameters; a parameter given without a schedule that
+    uses it is an error (it would otherwise be silently ignored)."""
+    if schedule is not None:
+        schedule = choice("schedule", schedule, tuple(k for k in SCHEDULE_PARAMS if k))
+    wanted = SCHEDULE_PARAMS[schedule]
+    for key, value in given.items():
+        if value is not None and key not in wanted:
+            users = [k for k, v in SCHEDULE_PARAMS.items() if key in v]
+            raise ValueError(
+                f"{key}={value!r} is a parameter of schedule={' or '.join(repr(u) for u in users)}, "
+                f"but schedule={schedule!r}; pass the schedule too or drop {key}."
+            )
+    out = {}
+    for key, default in wanted.items():
+        value = given.get(key)
+        if value is None:
+            value = epochs if key == "T_max" else default
+        if value is None:
+            raise ValueError(f"schedule={schedule!r} needs {key} (as torch.optim.lr_scheduler does).")
+        if key in ("step_size", "T_max"):
+            out[key] = integer(key, value, 1)
+        elif key == "patience":
+            out[key] = integer(key, value, 0)
+        elif key in ("gamma", "factor"):
+            out[key] = real(key, value, low=0.0, high=1.0, low_open=True)
+        else:
+            out[key] = real(key, value, low=0.0, low_open=True)
+    if schedule == "plateau" and out["factor"] >= 1.0:
+        raise ValueError(f"factor must be < 1 for schedule='plateau', got {out['factor']}.")
+    return schedule, out
+
+
+def validation_spec(validation, d, dtype):
+    """None, a fraction in (0, 1), or an (X_val, y_val) pair (checked and converted to float64)."""
+    if validation is None:
+        return None
+    if isinstance(validation, tuple):
+        if len(validation) != 2:
+            raise ValueError(f"validation must be a fraction or a pair (X_val, y_val); got a tuple of {len(validation)}.")
+        Xv = data_X(validation[0], np.float64, name="validation X")
+        yv = data_y(validation[1], Xv.shape[0], np.float64, name="validation y", x_name="validation X")
+        if Xv.shape[1] != d:
+            raise ValueError(f"validation X has {Xv.shape[1]} features but X has {d}.")
+        return Xv, yv
+    return real("validation", validation, low=0.0, high=1.0, low_open=True, high_open=True)

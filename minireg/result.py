@@ -9,7 +9,8 @@ _PREDICT_ROWS = 4096
 
 
 class TrainResult:
-    def __init__(self, *, layout, theta, config, history, trace, diverged, diverged_at, n_steps, seconds):
+    def __init__(self, *, layout, theta, config, history, trace, diverged, diverged_at, n_steps, seconds,
+                 x_scaler, y_scaler, stopped_epoch=None, best_epoch=None):
         self.layout = layout
         self.theta = theta
         self.params = {k: v.copy() for k, v in layout.unflatten(theta).items()}
@@ -20,6 +21,10 @@ class TrainResult:
         self.diverged_at = diverged_at
         self.n_steps = n_steps
         self.seconds = seconds
+        self.x_scaler = x_scaler  # fitted on the training rows; predict applies it
+        self.y_scaler = y_scaler  # predictions come back in the target's original units
+        self.stopped_epoch = stopped_epoch  # early stopping: the epoch it stopped at, or None
+        self.best_epoch = best_epoch  # early stopping: the best epoch (its params are restored)
 
     @property
     def dtype(self):
@@ -27,10 +32,11 @@ class TrainResult:
 
     def predict(self, X):
         """Predictions (n_samples,) of the final parameters, computed by the same forward kernel."""
-        X = _validate.data_X(X, self.dtype)
+        X = _validate.data_X(X, np.float64)
         d = self.layout.sizes[0]
         if X.shape[1] != d:
             raise ValueError(f"X has {X.shape[1]} features, but the model was trained on {d}.")
+        X = self.x_scaler.transform(X, self.dtype)
         rows = min(_PREDICT_ROWS, X.shape[0])
         sizes, woff, boff, aoff, nacts = self.layout.kernel_arrays(rows)
         acts = np.empty(nacts, self.dtype)
@@ -39,6 +45,8 @@ class TrainResult:
         ident = np.arange(X.shape[0], dtype=np.int64)
         act = ACTIVATION_CODES[self.config["activation"] or "identity"]
         predict_rows(X, ident, self.theta, sizes, woff, boff, aoff, act, acts, c, out)
+        if self.y_scaler.kind is not None:
+            out = self.y_scaler.inverse(out).astype(self.dtype)
         return out
 
     def __repr__(self):

@@ -2,9 +2,10 @@
 
 Columns (arrays with one entry per row): ``step`` (0-based step index), ``epoch``, ``loss`` (batch
 loss at the parameters before the step), ``lr``, ``grad_norm``, ``update_norm``, ``param_norm``
-(L2 norms of the gradient, the update, and the parameters before the step).
+(L2 norms of the gradient, the update, and the parameters before the step), ``clipped``
+(whether gradient clipping changed the step's gradient).
 With ``trace=True`` also (rows, P) arrays: ``params`` (before the step), ``grad`` (as the optimizer
-saw it: coupled weight decay included), ``update`` (params after − params before) and ``state``
+saw it: coupled weight decay and the L1 subgradient included, before any clipping), ``update`` (params after − params before) and ``state``
 (name → (rows, P), the optimizer state after the step).
 
 ``trace.step`` is both the column of step indices (``trace.step[5]``) and a method:
@@ -34,7 +35,8 @@ class Trace:
         step._trace = self
         self.step = step
         self.epoch = index[:, 1]
-        self.loss, self.lr, self.grad_norm, self.update_norm, self.param_norm = scalars.T
+        self.loss, self.lr, self.grad_norm, self.update_norm, self.param_norm, clipped = scalars.T
+        self.clipped = clipped != 0
         self.params, self.grad, self.update = params, grad, update
         self.state = state
 
@@ -71,6 +73,7 @@ class Trace:
             "grad_norm": float(self.grad_norm[r]),
             "update_norm": float(self.update_norm[r]),
             "param_norm": float(self.param_norm[r]),
+            "clipped": bool(self.clipped[r]),
         }
         if self.params is not None:
             out["params"] = self.unflatten(self.params[r])

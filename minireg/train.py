@@ -1,4 +1,4 @@
-"""train(): validate → layout/init → allocate → run the compiled loop → TrainResult."""
+"""train(): validate → split/scale → layout/init → allocate → run the compiled loop → TrainResult."""
 import math
 import time
 import warnings
@@ -6,8 +6,10 @@ import warnings
 import numpy as np
 
 from . import _validate as V
+from .controls import EarlyStopping, Plateau, Scaler, epoch_lrs, split_validation
 from .kernels import activations, losses, optimizers as O
-from .kernels.loop import N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF, train_epochs
+from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, \
+    TRACE_OFF, train_epochs
 from .layout import Layout, init_params
 from .result import TrainResult
 from .trace import Trace
@@ -70,7 +72,11 @@ def _format_bytes(n):
 def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", delta=1.0,
           optimizer="sgd", lr=0.01, epochs=100, batch_size=None, shuffle=True, seed=0,
           dtype="float64", init="torch", trace=False, trace_every=1, trace_budget=2**30,
-          **optimizer_hparams):
+          standardize=False, standardize_y=False, winsorize=None, winsorize_y=False,
+          validation=None, early_stopping=None, min_delta=0.0, restore_best=True,
+          clip_grad_norm=None, clip_grad_value=None, l1=0.0,
+          schedule=None, step_size=None, gamma=None, power_t=None, T_max=None, patience=None,
+          factor=None, **optimizer_hparams):
     """Train a linear model or an MLP with a Numba-compiled loop; return a :class:`TrainResult`.
 
     Every step runs in compiled code: forward, loss, backward, optimizer update and, with
@@ -104,11 +110,48 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     trace_every = V.integer("trace_every", trace_every, 1)
     trace_budget = V.real("trace_budget", trace_budget, low=0.0, low_open=True)
     hparams = V.optimizer_hparams(optimizer, optimizer_hparams)
-    Xa = V.data_X(X, dtype)
-    ya = V.data_y(y, Xa.shape[0], dtype)
-    n, d = Xa.shape
+    scale_kind = V.standardize_kind(standardize)
+    standardize_y = V.flag("standardize_y", standardize_y)
+    winsorize = V.quantile_pair("winsorize", winsorize)
+    winsorize_y = V.flag("winsorize_y", winsorize_y)
+    if winsorize_y and winsorize is None:
+        raise ValueError("winsorize_y=True clips the target to the winsorize quantiles; pass winsorize=(low_q, high_q) too.")
+    if early_stopping is not None:
+        early_stopping = V.integer("early_stopping (the patience)", early_stopping, 0)
+    min_delta = V.real("min_delta", min_delta, low=0.0)
+    restore_best = V.flag("restore_best", restore_best)
+    clip_grad_norm = V.optional_positive("clip_grad_norm", clip_grad_norm)
+    clip_grad_value = V.optional_positive("clip_grad_value", clip_grad_value)
+    l1 = V.real("l1", l1, low=0.0)
+    if l1 > 0 and model != "linear":
+        raise ValueError(f"l1={l1} is available for model='linear' only; use weight_decay for an MLP.")
+    schedule, sched = V.schedule_spec(schedule, {"step_size": step_size, "gamma": gamma, "power_t": power_t,
+                                                 "T_max": T_max, "patience": patience, "factor": factor}, epochs)
+    X64 = V.data_X(X, np.float64)
+    y64 = V.data_y(y, X64.shape[0], np.float64)
+    validation = V.validation_spec(validation, X64.shape[1], dtype)
+    n_all, d = X64.shape
     layout = Layout((d, *hidden, 1))
     init = V.init_spec(init, layout, model)
+
+    # ---- split and scale (fitted on the training rows only)
+    init_seq, shuffle_seq, split_seq = np.random.SeedSequence(seed).spawn(3)
+    if isinstance(validation, float):
+        if n_all < 2:
+            raise ValueError("validation=fraction needs at least 2 samples (one to train on, one to validate).")
+        tr_rows, val_rows = split_validation(n_all, validation, np.random.default_rng(split_seq))
+        Xtr, ytr, Xv64, yv64 = X64[tr_rows], y64[tr_rows], X64[val_rows], y64[val_rows]
+    elif validation is not None:
+        Xtr, ytr, (Xv64, yv64) = X64, y64, validation
+    else:
+        Xtr, ytr, Xv64, yv64 = X64, y64, X64[:0], y64[:0]
+    x_scaler = Scaler.fit(Xtr, scale_kind, winsorize)
+    y_scaler = Scaler.fit(ytr, (scale_kind or "zscore") if standardize_y else None,
+                          winsorize if winsorize_y else None)
+    Xa, Xv = x_scaler.transform(Xtr, dtype), x_scaler.transform(Xv64, dtype)
+    ya = y_scaler.transform(ytr, dtype)
+    yv = ((yv64 - y_scaler.center) / y_scaler.scale).astype(dtype)  # validation targets: scaled, not clipped
+    n = Xa.shape[0]
 
     bs = n if batch_size is None else min(batch_size, n)
     steps_per_epoch = -(-n // bs)
@@ -129,17 +172,20 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
             )
 
     # ---- allocate
-    init_seq, shuffle_seq = np.random.SeedSequence(seed).spawn(2)
     theta = init_params(layout, init, np.random.default_rng(init_seq), dtype)
     sizes, woff, boff, aoff, nacts = layout.kernel_arrays(bs)
     act_code = activations.CODES[activation or "identity"]
     model_arrays = (sizes, woff, boff, aoff, act_code)
     opt_code, hp = _optimizer_vector(optimizer, lr, hparams)
     opt = (opt_code, hp, hp.astype(dtype))
-    c = np.array([0.0, 0.5, 1.0, 2.0, delta], dtype)
+    cd = np.zeros(3, dtype)
+    cd[CD_L1], cd[CD_CLIP_NORM], cd[CD_CLIP_VALUE] = l1, clip_grad_norm or 0.0, clip_grad_value or 0.0
+    l1_end = layout.slices["W1"].stop if l1 > 0 else 0
+    power = sched["power_t"] if schedule == "invscaling" else 0.0
+    c = np.array([0.0, 0.5, 1.0, 2.0, delta, 1e-6], dtype)
     state = np.zeros((3, P), dtype)
     work = (np.zeros(nacts, dtype), np.zeros(nacts, dtype), np.zeros(P, dtype), np.zeros(P, dtype),
-            np.zeros(P, dtype), np.zeros(4, dtype), np.arange(n, dtype=np.int64),
+            np.zeros(P, dtype), np.zeros(4, dtype), np.arange(max(n, Xv.shape[0]), dtype=np.int64),
             np.zeros(max(a * b for a, b in zip(layout.sizes, layout.sizes[1:])), dtype))
     mode = {False: TRACE_OFF, "norms": TRACE_NORMS, True: TRACE_FULL}[trace]
     full_rows = n_rows if trace is True else 0
@@ -155,13 +201,21 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     tr_state = np.empty((full_rows, S, P), dtype)
     srows = np.array([r for _, r in state_rows], np.int64)
     history = np.full(epochs, np.nan, dtype)
+    val_history = np.full(epochs, np.nan, dtype)
+    lr_history = np.full(epochs, np.nan)
     shuffled = shuffle and bs < n
-    chunk = max(1, min(epochs, _MAX_ORDER_ENTRIES // n)) if shuffled else epochs
+    per_epoch = early_stopping is not None or schedule == "plateau"
+    chunk = 1 if per_epoch else max(1, min(epochs, _MAX_ORDER_ENTRIES // n)) if shuffled else epochs
     shuffle_rng = np.random.default_rng(shuffle_seq)
     trace_arrays = (mode, trace_every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows)
+    val = (Xv, yv, val_history)
+    lrs_all = epoch_lrs(schedule, lr, epochs, sched)
+    plateau = Plateau(lr, sched["factor"], sched["patience"]) if schedule == "plateau" else None
+    stopper = EarlyStopping(early_stopping, min_delta, restore_best) if early_stopping is not None else None
+    monitored = val_history if Xv.shape[0] else history
 
     # ---- run
-    t, row, diverged_at = 0, 0, -1
+    t, row, diverged_at, done = 0, 0, -1, 0
     for e0 in range(0, epochs, chunk):
         ne = min(chunk, epochs - e0)
         if shuffled:
@@ -169,14 +223,23 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
             for k in range(ne):
                 order[k] = shuffle_rng.permutation(n)
         else:
-            order = work[6].reshape(1, n)
+            order = work[6][:n].reshape(1, n)
+        lrs = np.array([plateau.lr]) if plateau else lrs_all[e0:e0 + ne]
+        lr_history[e0:e0 + ne] = lrs
         t, row, diverged_at = train_epochs(
-            Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt, c, work, order, shuffled,
-            e0, ne, bs, t, row, trace_arrays, history)
+            Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt, (lrs, power, l1_end, cd), c, work,
+            order, shuffled, e0, ne, bs, t, row, trace_arrays, history, val)
         if diverged_at >= 0:
+            done = diverged_at // steps_per_epoch
             break
+        done = e0 + ne
+        if plateau:
+            plateau.step(float(monitored[e0]))
+        if stopper and stopper.update(e0, float(monitored[e0]), theta):
+            break
+    if stopper and stopper.restore_best and stopper.best_theta is not None and diverged_at < 0:
+        theta[:] = stopper.best_theta
 
-    completed = epochs if diverged_at < 0 else diverged_at // steps_per_epoch
     if diverged_at >= 0:
         warnings.warn(
             f"training diverged at step {diverged_at} (epoch {diverged_at // steps_per_epoch}): the loss or "
@@ -189,6 +252,9 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                    tr_grad[:row] if trace is True else None,
                    tr_update[:row] if trace is True else None,
                    {name: tr_state[:row, s] for s, (name, _) in enumerate(state_rows)} if trace is True else {})
+    hist = {"loss": history[:done], "lr": lr_history[:done]}
+    if Xv.shape[0]:
+        hist["val_loss"] = val_history[:done]
     config = {
         "model": model, "sizes": layout.sizes, "hidden": hidden, "activation": activation,
         "loss": loss, "delta": delta, "optimizer": optimizer, "lr": lr, **hparams,
@@ -196,9 +262,17 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         "steps_per_epoch": steps_per_epoch, "shuffle": shuffle, "shuffled": shuffled, "seed": seed,
         "dtype": dtype, "init": "dict" if isinstance(init, dict) else init, "trace": trace,
         "trace_every": trace_every, "trace_budget": trace_budget, "n_samples": n, "n_features": d,
-        "n_params": P,
+        "n_params": P, "standardize": scale_kind, "standardize_y": standardize_y, "winsorize": winsorize,
+        "winsorize_y": winsorize_y, "x_scaler": x_scaler.describe(), "y_scaler": y_scaler.describe(),
+        "validation": (None if validation is None else validation if isinstance(validation, float)
+                       else "given"), "n_validation": int(Xv.shape[0]),
+        "early_stopping": early_stopping, "min_delta": min_delta, "restore_best": restore_best,
+        "clip_grad_norm": clip_grad_norm, "clip_grad_value": clip_grad_value, "l1": l1,
+        "schedule": schedule, **sched,
     }
-    return TrainResult(layout=layout, theta=theta, config=config, history={"loss": history[:completed]},
-                       trace=tr, diverged=diverged_at >= 0,
-                       diverged_at=None if diverged_at < 0 else int(diverged_at), n_steps=int(t),
-                       seconds=time.perf_counter() - started)
+    return TrainResult(layout=layout, theta=theta, config=config, history=hist, trace=tr,
+                       diverged=diverged_at >= 0, diverged_at=None if diverged_at < 0 else int(diverged_at),
+                       n_steps=int(t), seconds=time.perf_counter() - started, x_scaler=x_scaler,
+                       y_scaler=y_scaler,
+                       stopped_epoch=stopper.stopped_epoch if stopper else None,
+                       best_epoch=stopper.best_epoch if stopper else None)

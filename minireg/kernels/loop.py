@@ -1,12 +1,17 @@
 """The fused training loop: batches → forward → loss → backward → update → trace row.
 
 One call runs a chunk of whole epochs with no Python in between. Per step it
+  0. sets the step's learning rate: the epoch's ``lrs`` entry, divided by (t+1)^power_t for
+     invscaling (sklearn SGDRegressor's per-step schedule; power_t = 0 turns it off),
   1. forwards the batch rows ``order[e][start:start+B]`` and computes the mean batch loss and dL/dpred,
-  2. backpropagates into ``grad`` and applies the optimizer (which writes ``upd``),
+  2. backpropagates into ``grad``, adds the L1 subgradient l1·sign(w) on the first ``l1_end``
+     entries, computes the clipping factor (global L2 norm, as torch.nn.utils.clip_grad_norm_:
+     coef = min(1, max_norm / (‖g‖ + 1e-6))) and applies the optimizer (which writes ``upd``),
   3. writes the trace row when the step is recorded (every ``every``-th step, and the diverging step),
   4. stops at the first step whose loss or new parameters are not finite.
 After each epoch it stores the loss over the whole training set at the epoch's final parameters
-(full batch: that is exactly the next step's batch loss, so it is taken from there, not recomputed).
+(full batch: that is exactly the next step's batch loss, so it is taken from there, not recomputed),
+and the loss over the validation rows when there are any.
 
 Returns (steps done so far, trace rows written so far, diverging step or -1).
 """
@@ -19,8 +24,10 @@ from .optimizers import optimizer_step
 
 TRACE_OFF, TRACE_NORMS, TRACE_FULL = 0, 1, 2
 # columns of the float trace table
-COL_LOSS, COL_LR, COL_GRAD_NORM, COL_UPDATE_NORM, COL_PARAM_NORM = 0, 1, 2, 3, 4
-N_SCALAR_COLS = 5
+COL_LOSS, COL_LR, COL_GRAD_NORM, COL_UPDATE_NORM, COL_PARAM_NORM, COL_CLIPPED = 0, 1, 2, 3, 4, 5
+N_SCALAR_COLS = 6
+# the run-dtype control vector ``cd``
+CD_L1, CD_CLIP_NORM, CD_CLIP_VALUE = 0, 1, 2
 
 
 @kernel
@@ -64,28 +71,63 @@ def _sq_norm(v, c):
 
 
 @kernel
-def train_epochs(X, y, theta, state, model, loss_code, opt, c, work, order, shuffled,
-                 epoch0, n_epochs, batch_size, t, row, trace, history):
+def _clip_factor(grad, cd, c):
+    """(norm-clipping factor, whether any clipping changes the gradient)."""
+    coef = c[2]
+    clipped = False
+    if cd[CD_CLIP_NORM] > 0:
+        coef = cd[CD_CLIP_NORM] / (math.sqrt(_sq_norm(grad, c)) + c[5])
+        if coef < c[2]:
+            clipped = True
+        else:
+            coef = c[2]
+    vclip = cd[CD_CLIP_VALUE]
+    if vclip > 0 and not clipped:
+        for i in range(grad.shape[0]):
+            if abs(grad[i] * coef) > vclip:
+                clipped = True
+                break
+    return coef, clipped
+
+
+@kernel
+def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order, shuffled,
+                 epoch0, n_epochs, batch_size, t, row, trace, history, val):
     sizes, woff, boff, aoff, act = model
     opt_code, hp, hd = opt
+    lrs, power_t, l1_end, cd = ctrl
     acts, deltas, grad, upd, pold, sc, ident, wt = work
     mode, every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows = trace
+    Xv, yv, val_history = val
     n = X.shape[0]
     pred_off = aoff[aoff.shape[0] - 1]
     full_batch = batch_size >= n
+    l1 = cd[CD_L1]
     for e in range(epoch0, epoch0 + n_epochs):
         idx = order[e - epoch0] if shuffled else ident
         for start in range(0, n, batch_size):
             B = min(batch_size, n - start)
+            lr = lrs[e - epoch0]
+            if power_t > 0:
+                lr = lr / (t + 1.0) ** power_t
+            hp[0] = lr
+            hd[0] = lr
             forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
             loss = batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, True)
             if full_batch and e > 0:
                 history[e - 1] = loss
             backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, wt, c)
+            if l1 > 0:
+                for i in range(l1_end):
+                    if theta[i] > 0:
+                        grad[i] += l1
+                    elif theta[i] < 0:
+                        grad[i] -= l1
+            coef, was_clipped = _clip_factor(grad, cd, c)
             if mode == TRACE_FULL:
                 pold[:] = theta
             pnorm2 = _sq_norm(theta, c) if mode != TRACE_OFF else c[0]
-            ok = optimizer_step(opt_code, theta, grad, upd, state, hp, hd, sc, t + 1)
+            ok = optimizer_step(opt_code, theta, grad, upd, state, hp, hd, sc, t + 1, coef, cd[CD_CLIP_VALUE])
             bad = not (ok and math.isfinite(loss))
             if mode != TRACE_OFF and (t % every == 0 or bad):
                 tr_index[row, 0] = t
@@ -95,6 +137,7 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, c, work, order, shuf
                 tr_scalars[row, COL_GRAD_NORM] = math.sqrt(_sq_norm(grad, c))
                 tr_scalars[row, COL_UPDATE_NORM] = math.sqrt(_sq_norm(upd, c))
                 tr_scalars[row, COL_PARAM_NORM] = math.sqrt(pnorm2)
+                tr_scalars[row, COL_CLIPPED] = c[2] if was_clipped else c[0]
                 if mode == TRACE_FULL:
                     tr_params[row, :] = pold
                     tr_grad[row, :] = grad
@@ -107,4 +150,6 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, c, work, order, shuf
                 return t, row, t - 1
         if not full_batch or e == epoch0 + n_epochs - 1:
             history[e] = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size)
+        if Xv.shape[0] > 0:
+            val_history[e] = dataset_loss(Xv, yv, theta, model, loss_code, c, work, batch_size)
     return t, row, -1

@@ -5,6 +5,12 @@ Each kernel updates ``theta`` in place, may add coupled weight decay into ``grad
 records the gradient as the optimizer saw it), writes ``upd = theta_new − theta_old``, updates the
 rows of ``state`` and returns True when every new parameter is finite.
 
+Gradient clipping happens inside, per element, before weight decay — the order of
+``clip_grad_norm_``/``clip_grad_value_`` on ``p.grad`` followed by ``optimizer.step()``: the step
+uses ``clip(g) + wd·p`` where ``clip(g) = clamp(coef·g, −vclip, vclip)`` (``coef`` is the global
+norm-clipping factor, 1 without it; ``vclip`` 0 means no value clipping), while ``grad`` keeps
+``g + wd·p``, the gradient before clipping.
+
 ``hp`` holds the hyperparameters in float64 (index names below); ``hd`` the same values cast to the
 run dtype, used in the elementwise arithmetic so float32 runs stay float32. Step-dependent scalars
 (Adam's bias corrections) are computed in float64 like torch's Python floats, then cast via ``sc``.
@@ -30,7 +36,19 @@ STATE_NAMES = {
 
 
 @kernel
-def sgd_step(theta, grad, upd, state, hd, t):
+def clipped(g, coef, vclip):
+    """coef·g, then clamped to ±vclip when vclip > 0."""
+    g = g * coef
+    if vclip > 0:
+        if g > vclip:
+            return vclip
+        if g < -vclip:
+            return -vclip
+    return g
+
+
+@kernel
+def sgd_step(theta, grad, upd, state, hd, t, coef, vclip):
     # g += wd·p;  buf = g (first step, no dampening) | μ·buf + (1−τ)·g;  g = g + μ·buf (nesterov) | buf
     # p −= lr·g
     lr = hd[LR]
@@ -43,10 +61,10 @@ def sgd_step(theta, grad, upd, state, hd, t):
     ok = True
     for i in range(theta.shape[0]):
         p = theta[i]
-        g = grad[i]
+        g = clipped(grad[i], coef, vclip)
         if use_wd:
             g = g + wd * p
-            grad[i] = g
+            grad[i] = grad[i] + wd * p
         if use_mom:
             if t == 1:
                 buf = g
@@ -66,7 +84,7 @@ def sgd_step(theta, grad, upd, state, hd, t):
 
 
 @kernel
-def rmsprop_step(theta, grad, upd, state, hd, t):
+def rmsprop_step(theta, grad, upd, state, hd, t, coef, vclip):
     # g += wd·p;  v = α·v + (1−α)·g²;  centered: ḡ = ḡ + (1−α)(g − ḡ), avg = √(v − ḡ²) + ε
     # else avg = √v + ε;  momentum: buf = μ·buf + g/avg, p −= lr·buf;  else p −= lr·g/avg
     lr = hd[LR]
@@ -81,10 +99,10 @@ def rmsprop_step(theta, grad, upd, state, hd, t):
     ok = True
     for i in range(theta.shape[0]):
         p = theta[i]
-        g = grad[i]
+        g = clipped(grad[i], coef, vclip)
         if use_wd:
             g = g + wd * p
-            grad[i] = g
+            grad[i] = grad[i] + wd * p
         v = alpha * state[0, i] + oma * g * g
         state[0, i] = v
         if centered:
@@ -108,7 +126,7 @@ def rmsprop_step(theta, grad, upd, state, hd, t):
 
 
 @kernel
-def adam_step(theta, grad, upd, state, hp, hd, sc, t):
+def adam_step(theta, grad, upd, state, hp, hd, sc, t, coef, vclip):
     # Adam:  g += wd·p (coupled)          AdamW:  p *= 1 − lr·wd (decoupled, before the moments)
     # m = m + (1−β1)(g − m);  v = β2·v + (1−β2)·g²;  amsgrad: v̂ = max(v̂, v)
     # p −= (lr/(1−β1ᵗ)) · m / (√v(or √v̂) / √(1−β2ᵗ) + ε)
@@ -132,13 +150,13 @@ def adam_step(theta, grad, upd, state, hp, hd, sc, t):
     for i in range(theta.shape[0]):
         p0 = theta[i]
         p = p0
-        g = grad[i]
+        g = clipped(grad[i], coef, vclip)
         if use_wd:
             if decoupled:
                 p = p * shrink
             else:
                 g = g + wd * p
-                grad[i] = g
+                grad[i] = grad[i] + wd * p
         m = state[0, i]
         m = m + omb1 * (g - m)
         state[0, i] = m
@@ -159,10 +177,10 @@ def adam_step(theta, grad, upd, state, hp, hd, sc, t):
 
 
 @kernel
-def optimizer_step(code, theta, grad, upd, state, hp, hd, sc, t):
+def optimizer_step(code, theta, grad, upd, state, hp, hd, sc, t, coef, vclip):
     """Dispatch on the optimizer code; t is torch's 1-based step counter."""
     if code == SGD:
-        return sgd_step(theta, grad, upd, state, hd, t)
+        return sgd_step(theta, grad, upd, state, hd, t, coef, vclip)
     if code == RMSPROP:
-        return rmsprop_step(theta, grad, upd, state, hd, t)
-    return adam_step(theta, grad, upd, state, hp, hd, sc, t)
+        return rmsprop_step(theta, grad, upd, state, hd, t, coef, vclip)
+    return adam_step(theta, grad, upd, state, hp, hd, sc, t, coef, vclip)
