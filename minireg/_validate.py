@@ -13,6 +13,7 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
 LOSSES = ("mse", "huber", "mae")
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 DTYPES = ("float64", "float32")
+DEVICES = ("cpu", "cuda")
 INITS = ("torch", "keras", "zeros")
 
 # PyTorch names and PyTorch defaults (torch.optim), beta1/beta2 for Adam's betas.
@@ -257,6 +258,16 @@ def quantile_pair(name, value):
     if not lo < hi:
         raise ValueError(f"{name}=({lo}, {hi}): the quantiles must be in increasing order, low_q < high_q.")
     return lo, hi
+
+
+def lr_array(name, value):
+    arr = _as_numeric(name, value)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of learning rates, got shape {arr.shape}.")
+    arr = arr.astype(np.float64)
+    if not (np.isfinite(arr).all() and (arr > 0).all()):
+        raise ValueError(f"{name} must hold finite learning rates > 0; found {arr[~(np.isfinite(arr) & (arr > 0))][:3]}.")
+    return arr
 
 
 def optional_positive(name, value):

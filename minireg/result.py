@@ -10,7 +10,7 @@ _PREDICT_ROWS = 4096
 
 class TrainResult:
     def __init__(self, *, layout, theta, config, history, trace, diverged, diverged_at, n_steps, seconds,
-                 x_scaler, y_scaler, stopped_epoch=None, best_epoch=None):
+                 x_scaler, y_scaler, stopped_epoch=None, best_epoch=None, data=None):
         self.layout = layout
         self.theta = theta
         self.params = {k: v.copy() for k, v in layout.unflatten(theta).items()}
@@ -25,6 +25,9 @@ class TrainResult:
         self.y_scaler = y_scaler  # predictions come back in the target's original units
         self.stopped_epoch = stopped_epoch  # early stopping: the epoch it stopped at, or None
         self.best_epoch = best_epoch  # early stopping: the best epoch (its params are restored)
+        # (X, y, X_val, y_val) exactly as the kernel trained on them (scaled, in the run's dtype), for
+        # the diagnosis and trace.explain; None for a run loaded from disk
+        self.data = data
 
     @property
     def dtype(self):
@@ -48,6 +51,10 @@ class TrainResult:
         if self.y_scaler.kind is not None:
             out = self.y_scaler.inverse(out).astype(self.dtype)
         return out
+
+    def save(self, path):
+        from .io import save
+        return save(self, path)
 
     def __repr__(self):
         cfg = self.config

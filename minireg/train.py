@@ -8,8 +8,8 @@ import numpy as np
 from . import _validate as V
 from .controls import EarlyStopping, Plateau, Scaler, epoch_lrs, split_validation
 from .kernels import activations, losses, optimizers as O
-from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, \
-    TRACE_OFF, train_epochs
+from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, COL_GRAD_NORM, COL_PARAM_NORM, \
+    COL_UPDATE_NORM, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF, train_epochs
 from .layout import Layout, init_params
 from .result import TrainResult
 from .trace import Trace
@@ -76,7 +76,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
           validation=None, early_stopping=None, min_delta=0.0, restore_best=True,
           clip_grad_norm=None, clip_grad_value=None, l1=0.0,
           schedule=None, step_size=None, gamma=None, power_t=None, T_max=None, patience=None,
-          factor=None, **optimizer_hparams):
+          factor=None, step_lrs=None, device="cpu", **optimizer_hparams):
     """Train a linear model or an MLP with a Numba-compiled loop; return a :class:`TrainResult`.
 
     Every step runs in compiled code: forward, loss, backward, optimizer update and, with
@@ -87,6 +87,10 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     """
     started = time.perf_counter()
     # ---- validate everything before compiling or allocating anything big
+    device = V.choice("device", device, V.DEVICES)
+    if device == "cuda":
+        from . import cuda  # numba.cuda is imported only when asked for
+        cuda.require_gpu()
     model = V.choice("model", model, V.MODELS)
     loss = V.choice("loss", loss, V.LOSSES)
     optimizer = V.choice("optimizer", optimizer, V.OPTIMIZERS)
@@ -127,6 +131,10 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         raise ValueError(f"l1={l1} is available for model='linear' only; use weight_decay for an MLP.")
     schedule, sched = V.schedule_spec(schedule, {"step_size": step_size, "gamma": gamma, "power_t": power_t,
                                                  "T_max": T_max, "patience": patience, "factor": factor}, epochs)
+    if step_lrs is not None:
+        if schedule is not None:
+            raise ValueError("step_lrs gives every step's lr itself; it cannot be combined with schedule.")
+        step_lrs = V.lr_array("step_lrs", step_lrs)
     X64 = V.data_X(X, np.float64)
     y64 = V.data_y(y, X64.shape[0], np.float64)
     validation = V.validation_spec(validation, X64.shape[1], dtype)
@@ -156,6 +164,10 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     bs = n if batch_size is None else min(batch_size, n)
     steps_per_epoch = -(-n // bs)
     total_steps = epochs * steps_per_epoch
+    if step_lrs is not None and step_lrs.size != total_steps:
+        raise ValueError(
+            f"step_lrs has {step_lrs.size} entries but the run takes {total_steps} steps "
+            f"({epochs} epochs x {steps_per_epoch} steps); give one lr per step.")
     state_rows = _state_rows(optimizer, hparams)
     P = layout.size
     item = np.dtype(dtype).itemsize
@@ -215,6 +227,11 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     monitored = val_history if Xv.shape[0] else history
 
     # ---- run
+    if device == "cuda":
+        ctx = cuda.Context()
+        run_epochs = lambda *args: cuda.train_epochs_cuda(ctx, *args)  # noqa: E731
+    else:
+        run_epochs = train_epochs
     t, row, diverged_at, done = 0, 0, -1, 0
     for e0 in range(0, epochs, chunk):
         ne = min(chunk, epochs - e0)
@@ -224,10 +241,14 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                 order[k] = shuffle_rng.permutation(n)
         else:
             order = work[6][:n].reshape(1, n)
-        lrs = np.array([plateau.lr]) if plateau else lrs_all[e0:e0 + ne]
-        lr_history[e0:e0 + ne] = lrs
-        t, row, diverged_at = train_epochs(
-            Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt, (lrs, power, l1_end, cd), c, work,
+        if step_lrs is not None:
+            lrs = step_lrs[e0 * steps_per_epoch:(e0 + ne) * steps_per_epoch]
+            lr_history[e0:e0 + ne] = lrs[::steps_per_epoch]
+        else:
+            lrs = np.array([plateau.lr]) if plateau else lrs_all[e0:e0 + ne]
+            lr_history[e0:e0 + ne] = lrs
+        t, row, diverged_at = run_epochs(
+            Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt, (lrs, step_lrs is not None, power, l1_end, cd), c, work,
             order, shuffled, e0, ne, bs, t, row, trace_arrays, history, val)
         if diverged_at >= 0:
             done = diverged_at // steps_per_epoch
@@ -246,6 +267,9 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
             "the parameters became NaN/inf; the run stopped there. See result.diverged_at and result.trace.",
             DivergenceWarning, stacklevel=2)
     tr = None
+    if trace is True:  # the kernel leaves the norms of a full trace to be taken from its rows
+        for col, rows in ((COL_GRAD_NORM, tr_grad), (COL_UPDATE_NORM, tr_update), (COL_PARAM_NORM, tr_params)):
+            tr_scalars[:row, col] = np.sqrt(np.einsum("ij,ij->i", rows[:row], rows[:row]))
     if trace is not False:
         tr = Trace(layout, trace, trace_every, tr_index[:row], tr_scalars[:row],
                    tr_params[:row] if trace is True else None,
@@ -268,11 +292,12 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                        else "given"), "n_validation": int(Xv.shape[0]),
         "early_stopping": early_stopping, "min_delta": min_delta, "restore_best": restore_best,
         "clip_grad_norm": clip_grad_norm, "clip_grad_value": clip_grad_value, "l1": l1,
-        "schedule": schedule, **sched,
+        "schedule": schedule, **sched, "step_lrs": step_lrs is not None, "device": device,
     }
     return TrainResult(layout=layout, theta=theta, config=config, history=hist, trace=tr,
                        diverged=diverged_at >= 0, diverged_at=None if diverged_at < 0 else int(diverged_at),
                        n_steps=int(t), seconds=time.perf_counter() - started, x_scaler=x_scaler,
                        y_scaler=y_scaler,
                        stopped_epoch=stopper.stopped_epoch if stopper else None,
-                       best_epoch=stopper.best_epoch if stopper else None)
+                       best_epoch=stopper.best_epoch if stopper else None,
+                       data=(Xa, ya, Xv, yv))

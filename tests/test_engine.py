@@ -145,7 +145,8 @@ def test_trace_every_and_norms_mode():
     with pytest.raises(KeyError, match="trace_every=1"):
         sparse.trace.step(1)
     assert norms.trace.params is None and norms.trace.state == {}
-    np.testing.assert_array_equal(norms.trace.grad_norm, full.trace.grad_norm)
+    for col in ("grad_norm", "update_norm", "param_norm"):  # kernel sums vs numpy sums: rounding apart
+        np.testing.assert_allclose(getattr(norms.trace, col), getattr(full.trace, col), rtol=1e-12)
     np.testing.assert_array_equal(norms.theta, full.theta)
     untraced = minireg.train(X, y, **{**MLP_KW, "trace": False})
     assert untraced.trace is None

@@ -1,8 +1,9 @@
 """The fused training loop: batches → forward → loss → backward → update → trace row.
 
 One call runs a chunk of whole epochs with no Python in between. Per step it
-  0. sets the step's learning rate: the epoch's ``lrs`` entry, divided by (t+1)^power_t for
-     invscaling (sklearn SGDRegressor's per-step schedule; power_t = 0 turns it off),
+  0. sets the step's learning rate: the epoch's ``lrs`` entry (or, with ``per_step``, the step's
+     entry counted from this call's first step), divided by (t+1)^power_t for invscaling (sklearn
+     SGDRegressor's per-step schedule; power_t = 0 turns it off),
   1. forwards the batch rows ``order[e][start:start+B]`` and computes the mean batch loss and dL/dpred,
   2. backpropagates into ``grad``, adds the L1 subgradient l1·sign(w) on the first ``l1_end``
      entries, computes the clipping factor (global L2 norm, as torch.nn.utils.clip_grad_norm_:
@@ -95,7 +96,8 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
                  epoch0, n_epochs, batch_size, t, row, trace, history, val):
     sizes, woff, boff, aoff, act = model
     opt_code, hp, hd = opt
-    lrs, power_t, l1_end, cd = ctrl
+    lrs, per_step, power_t, l1_end, cd = ctrl
+    t_start = t
     acts, deltas, grad, upd, pold, sc, ident, wt = work
     mode, every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows = trace
     Xv, yv, val_history = val
@@ -107,7 +109,7 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
         idx = order[e - epoch0] if shuffled else ident
         for start in range(0, n, batch_size):
             B = min(batch_size, n - start)
-            lr = lrs[e - epoch0]
+            lr = lrs[t - t_start] if per_step else lrs[e - epoch0]
             if power_t > 0:
                 lr = lr / (t + 1.0) ** power_t
             hp[0] = lr
@@ -124,9 +126,8 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
                     elif theta[i] < 0:
                         grad[i] -= l1
             coef, was_clipped = _clip_factor(grad, cd, c)
-            if mode == TRACE_FULL:
+            if mode != TRACE_OFF:
                 pold[:] = theta
-            pnorm2 = _sq_norm(theta, c) if mode != TRACE_OFF else c[0]
             ok = optimizer_step(opt_code, theta, grad, upd, state, hp, hd, sc, t + 1, coef, cd[CD_CLIP_VALUE])
             bad = not (ok and math.isfinite(loss))
             if mode != TRACE_OFF and (t % every == 0 or bad):
@@ -134,11 +135,12 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
                 tr_index[row, 1] = e
                 tr_scalars[row, COL_LOSS] = loss
                 tr_scalars[row, COL_LR] = hd[0]
-                tr_scalars[row, COL_GRAD_NORM] = math.sqrt(_sq_norm(grad, c))
-                tr_scalars[row, COL_UPDATE_NORM] = math.sqrt(_sq_norm(upd, c))
-                tr_scalars[row, COL_PARAM_NORM] = math.sqrt(pnorm2)
                 tr_scalars[row, COL_CLIPPED] = c[2] if was_clipped else c[0]
-                if mode == TRACE_FULL:
+                if mode == TRACE_NORMS:  # a full trace gets its norms from the stored rows afterwards
+                    tr_scalars[row, COL_GRAD_NORM] = math.sqrt(_sq_norm(grad, c))
+                    tr_scalars[row, COL_UPDATE_NORM] = math.sqrt(_sq_norm(upd, c))
+                    tr_scalars[row, COL_PARAM_NORM] = math.sqrt(_sq_norm(pold, c))
+                else:
                     tr_params[row, :] = pold
                     tr_grad[row, :] = grad
                     tr_update[row, :] = upd
@@ -153,3 +155,16 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
         if Xv.shape[0] > 0:
             val_history[e] = dataset_loss(Xv, yv, theta, model, loss_code, c, work, batch_size)
     return t, row, -1
+
+
+@kernel
+def loss_and_gradient(X, y, theta, model, loss_code, c, work):
+    """Mean loss and its gradient over all rows of X at ``theta`` (work buffers sized for all rows);
+    the layer outputs stay in the activation buffer. Used by the diagnosis (curvature, dead units)."""
+    sizes, woff, boff, aoff, act = model
+    acts, deltas, grad, upd, pold, sc, ident, wt = work
+    n = X.shape[0]
+    forward(X, ident, 0, n, theta, sizes, woff, boff, aoff, act, acts, c)
+    loss = batch_loss(y, ident, 0, n, acts, aoff[aoff.shape[0] - 1], loss_code, c, sc, deltas, True)
+    backward(X, ident, 0, n, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, wt, c)
+    return loss
