@@ -56,6 +56,24 @@ class TrainResult:
         from .io import save
         return save(self, path)
 
+    def diagnose(self):
+        """The failure modes found in this run, most severe first (a list of :class:`Finding`).
+        Also kept as ``self.findings``."""
+        from .diagnose import diagnose
+        self.findings = diagnose(self)
+        return self.findings
+
+    def plot(self):
+        """One figure: loss, gradient/update norms, update/param ratio, lr (matplotlib, lazily imported)."""
+        from .plot import plot_result
+        return plot_result(self)
+
+    def plot_path(self, ax=None):
+        """For a model with two parameters (linear, one feature): the path of (W1, b1) over the loss
+        contours — oscillation and divergence become visible."""
+        from .plot import plot_path
+        return plot_path(self, ax=ax)
+
     def __repr__(self):
         cfg = self.config
         model = cfg["model"] if cfg["model"] == "linear" else f"mlp{cfg['sizes']}/{cfg['activation']}"

@@ -19,6 +19,21 @@ from .trace import Trace
 _MAX_ORDER_ENTRIES = 1 << 22
 
 
+class EpochOrder:
+    """The row order of any epoch of a run, drawn again from the same stream (for trace.explain)."""
+
+    def __init__(self, seed_seq, n, shuffled):
+        self.seed_seq, self.n, self.shuffled = seed_seq, n, shuffled
+
+    def __call__(self, epoch):
+        if not self.shuffled:
+            return np.arange(self.n)
+        rng = np.random.default_rng(self.seed_seq)
+        for _ in range(epoch):
+            rng.permutation(self.n)
+        return rng.permutation(self.n)
+
+
 class DivergenceWarning(RuntimeWarning):
     """Training stopped because the loss or the parameters became NaN or infinite."""
 
@@ -276,6 +291,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                    tr_grad[:row] if trace is True else None,
                    tr_update[:row] if trace is True else None,
                    {name: tr_state[:row, s] for s, (name, _) in enumerate(state_rows)} if trace is True else {})
+    if tr is not None:
+        tr.context = {"data": (Xa, ya), "config": None, "epoch_order": EpochOrder(shuffle_seq, n, shuffled)}
     hist = {"loss": history[:done], "lr": lr_history[:done]}
     if Xv.shape[0]:
         hist["val_loss"] = val_history[:done]
@@ -294,6 +311,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         "clip_grad_norm": clip_grad_norm, "clip_grad_value": clip_grad_value, "l1": l1,
         "schedule": schedule, **sched, "step_lrs": step_lrs is not None, "device": device,
     }
+    if tr is not None:
+        tr.context["config"] = config
     return TrainResult(layout=layout, theta=theta, config=config, history=hist, trace=tr,
                        diverged=diverged_at >= 0, diverged_at=None if diverged_at < 0 else int(diverged_at),
                        n_steps=int(t), seconds=time.perf_counter() - started, x_scaler=x_scaler,

@@ -1,0 +1,76 @@
+"""The learning-rate range test (Smith 2017; fastai's lr_find): train with an lr that grows
+exponentially every step, record the loss, stop once the smoothed loss exceeds ``diverge_factor``×
+its best, and suggest the lr where the smoothed loss falls fastest — shown next to 2/λmax."""
+import math
+import warnings
+
+import numpy as np
+
+from .curvature import stability_bound
+
+
+class LRRangeResult:
+    def __init__(self, lrs, losses, smoothed, suggestion, bound, stopped_at):
+        self.lrs, self.losses, self.smoothed = lrs, losses, smoothed
+        self.suggestion, self.bound, self.stopped_at = suggestion, bound, stopped_at
+
+    def __repr__(self):
+        b = f"{self.bound:.3g}" if self.bound is not None and np.isfinite(self.bound) else "n/a"
+        return (f"LRRangeResult({self.lrs.size} steps, lr {self.lrs[0]:.3g} → {self.lrs[-1]:.3g}, "
+                f"suggestion {self.suggestion:.3g}, stability bound {b})")
+
+    def plot(self, ax=None):
+        from ..plot import plot_lr_range
+        return plot_lr_range(self, ax=ax)
+
+
+def lr_range_test(X, y, *, lr_min=1e-7, lr_max=10.0, num_steps=100, smooth=0.98, diverge_factor=4.0,
+                  batch_size=None, seed=0, **train_kwargs):
+    """Run the test; ``train_kwargs`` are passed to :func:`minireg.train` (model, loss, optimizer, …)."""
+    from ..train import DivergenceWarning, train
+    if not (0 < lr_min < lr_max):
+        raise ValueError(f"lr_min={lr_min!r} and lr_max={lr_max!r} must satisfy 0 < lr_min < lr_max.")
+    if int(num_steps) != num_steps or num_steps < 5:
+        raise ValueError(f"num_steps must be an integer >= 5, got {num_steps!r}.")
+    if not 0 <= smooth < 1:
+        raise ValueError(f"smooth must be in [0, 1), got {smooth!r}.")
+    n = np.asarray(X).shape[0]
+    spe = -(-n // min(batch_size or n, n))
+    epochs = -(-int(num_steps) // spe)
+    total = epochs * spe
+    lrs = lr_min * (lr_max / lr_min) ** (np.arange(total) / (total - 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergenceWarning)
+        r = train(X, y, epochs=epochs, batch_size=batch_size, seed=seed, step_lrs=lrs, trace="norms",
+                  **train_kwargs)
+    losses = r.trace.loss.astype(np.float64)
+    lrs = lrs[:losses.size]
+    smoothed = np.empty_like(losses)
+    avg, best, stop = 0.0, math.inf, losses.size
+    for i, loss in enumerate(losses):
+        if not np.isfinite(loss):
+            stop = i
+            break
+        avg = smooth * avg + (1 - smooth) * loss
+        smoothed[i] = avg / (1 - smooth ** (i + 1))
+        best = min(best, smoothed[i])
+        if smoothed[i] > diverge_factor * best:
+            stop = i + 1
+            break
+    lrs, losses, smoothed = lrs[:stop], losses[:stop], smoothed[:stop]
+    skip = max(1, stop // 10)  # the first steps only show the smoothing warming up
+    if stop - skip >= 3:
+        slope = np.gradient(smoothed[skip:], np.log10(lrs[skip:]))
+        suggestion = float(lrs[skip + int(np.argmin(slope))])
+    else:
+        suggestion = float(lrs[0])
+    cfg = r.config
+    try:
+        b = stability_bound(X, y, model=cfg["model"], loss=cfg["loss"], delta=cfg["delta"],
+                            optimizer=cfg["optimizer"], momentum=cfg.get("momentum", 0.0),
+                            beta1=cfg.get("beta1", 0.9), hidden=cfg["hidden"] or (1,),
+                            activation=cfg["activation"], standardize=cfg["standardize"] or False, seed=seed)
+        bound = b.lr_max
+    except ValueError:
+        bound = None
+    return LRRangeResult(lrs, losses, smoothed, suggestion, bound, stop)
