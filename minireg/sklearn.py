@@ -52,6 +52,9 @@ class MiniRegressor(RegressorMixin, BaseEstimator):
       is one step; 200 Adam steps at ``lr=0.01`` bring a linear model on standardized data to its
       least-squares fit (R² within 1e-3 of OLS on scikit-learn's check problems).
 
+    - ``progress=False`` (train: ``None``, a bar for long runs in a terminal): an estimator is fitted
+      many times over inside cross-validation and grid searches, where bars would only clutter.
+
     The estimator is deterministic for a fixed ``seed`` (default 0, as train); ``seed=None`` draws
     a new seed for every fit.
 
@@ -86,7 +89,7 @@ class MiniRegressor(RegressorMixin, BaseEstimator):
                  validation=None, early_stopping=None, min_delta=0.0, restore_best=True,
                  clip_grad_norm=None, clip_grad_value=None, l1=0.0,
                  schedule=None, step_size=None, gamma=None, power_t=None, T_max=None, patience=None,
-                 factor=None, step_lrs=None, device="cpu", optimizer_params=None):
+                 factor=None, step_lrs=None, device="cpu", progress=False, optimizer_params=None):
         self.model = model
         self.hidden = hidden
         self.activation = activation
@@ -123,6 +126,7 @@ class MiniRegressor(RegressorMixin, BaseEstimator):
         self.factor = factor
         self.step_lrs = step_lrs
         self.device = device
+        self.progress = progress
         self.optimizer_params = optimizer_params
 
     def __sklearn_tags__(self):

@@ -77,6 +77,27 @@ def _state_rows(optimizer, h):
     return rows
 
 
+def _interactive():
+    """A terminal on stderr, or a Jupyter kernel."""
+    import sys
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _progress_bar(progress, epochs, seconds_per_epoch):
+    """A per-epoch tqdm bar when asked for (progress=True), or, by default, for runs projected past
+    about a second in a terminal or notebook; None otherwise."""
+    if progress is None and not (epochs * seconds_per_epoch > 1.0 and epochs > 1 and _interactive()):
+        return None
+    from tqdm.auto import tqdm
+    bar = tqdm(total=epochs, unit="epoch", desc="minireg", leave=False)
+    return bar
+
+
 def _format_bytes(n):
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -91,7 +112,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
           validation=None, early_stopping=None, min_delta=0.0, restore_best=True,
           clip_grad_norm=None, clip_grad_value=None, l1=0.0,
           schedule=None, step_size=None, gamma=None, power_t=None, T_max=None, patience=None,
-          factor=None, step_lrs=None, device="cpu", **optimizer_hparams):
+          factor=None, step_lrs=None, device="cpu", progress=None, **optimizer_hparams):
     """Train a linear model or an MLP with a Numba-compiled loop; return a :class:`TrainResult`.
 
     Every step runs in compiled code: forward, loss, backward, optimizer update and, with
@@ -126,6 +147,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     seed = V.integer("seed", seed, 0)
     trace = V.trace_mode(trace)
+    if progress is not None:
+        progress = V.flag("progress", progress)
     trace_every = V.integer("trace_every", trace_every, 1)
     trace_budget = V.real("trace_budget", trace_budget, low=0.0, low_open=True)
     hparams = V.optimizer_hparams(optimizer, optimizer_hparams)
@@ -247,9 +270,13 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         run_epochs = lambda *args: cuda.train_epochs_cuda(ctx, *args)  # noqa: E731
     else:
         run_epochs = train_epochs
-    t, row, diverged_at, done = 0, 0, -1, 0
-    for e0 in range(0, epochs, chunk):
-        ne = min(chunk, epochs - e0)
+    t, row, diverged_at, done, e0 = 0, 0, -1, 0, 0
+    bar = None
+    # with a possible progress bar, time the first epoch alone to decide whether the run is long
+    step_chunk = 1 if progress is not False else chunk
+    while e0 < epochs:
+        ne = min(step_chunk, epochs - e0)
+        tick = time.perf_counter()
         if shuffled:
             order = np.empty((ne, n), np.int64)
             for k in range(ne):
@@ -263,16 +290,26 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
             lrs = np.array([plateau.lr]) if plateau else lrs_all[e0:e0 + ne]
             lr_history[e0:e0 + ne] = lrs
         t, row, diverged_at = run_epochs(
-            Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt, (lrs, step_lrs is not None, power, l1_end, cd), c, work,
-            order, shuffled, e0, ne, bs, t, row, trace_arrays, history, val)
+            Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt, (lrs, step_lrs is not None, power, l1_end, cd),
+            c, work, order, shuffled, e0, ne, bs, t, row, trace_arrays, history, val)
         if diverged_at >= 0:
             done = diverged_at // steps_per_epoch
             break
         done = e0 + ne
+        if e0 == 0 and progress is not False:
+            seconds_per_epoch = (time.perf_counter() - tick) / ne
+            bar = _progress_bar(progress, epochs, seconds_per_epoch)
+            step_chunk = chunk if bar is None else max(1, min(chunk, int(0.1 / max(seconds_per_epoch, 1e-9))))
+        if bar is not None:
+            bar.update(ne)
+            bar.set_postfix(loss=f"{history[done - 1]:.4g}", refresh=False)
+        e0 += ne
         if plateau:
-            plateau.step(float(monitored[e0]))
-        if stopper and stopper.update(e0, float(monitored[e0]), theta):
+            plateau.step(float(monitored[done - 1]))
+        if stopper and stopper.update(done - 1, float(monitored[done - 1]), theta):
             break
+    if bar is not None:
+        bar.close()
     if stopper and stopper.restore_best and stopper.best_theta is not None and diverged_at < 0:
         theta[:] = stopper.best_theta
 
@@ -309,7 +346,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                        else "given"), "n_validation": int(Xv.shape[0]),
         "early_stopping": early_stopping, "min_delta": min_delta, "restore_best": restore_best,
         "clip_grad_norm": clip_grad_norm, "clip_grad_value": clip_grad_value, "l1": l1,
-        "schedule": schedule, **sched, "step_lrs": step_lrs is not None, "device": device,
+        "schedule": schedule, **sched, "step_lrs": step_lrs is not None, "device": device, "progress": progress,
     }
     if tr is not None:
         tr.context["config"] = config

@@ -22,7 +22,8 @@ from minireg import DivergenceWarning, MiniRegressor, TrainResult
 from minireg.trace import Trace
 
 # defaults MiniRegressor deliberately changes from train's (justified in its docstring)
-CHANGED_DEFAULTS = {"optimizer": "adam", "epochs": 200, "standardize": True, "standardize_y": True}
+CHANGED_DEFAULTS = {"optimizer": "adam", "epochs": 200, "standardize": True, "standardize_y": True,
+                    "progress": False}
 
 
 def _linear_problem(n=300, seed=0):
