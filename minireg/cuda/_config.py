@@ -1,0 +1,73 @@
+"""Launch geometry and compile options of the CUDA kernels, read once at import.
+
+Environment switches:
+- ``MINIREG_CUDA_TPB`` threads per block of the 1-D kernels (a power of two, 1..1024; default 256).
+  The 2-D tiled kernels use TILE x TILE threads with TILE = 2**floor(log2(TPB)/2) (16 for 256, 2
+  for 4 or 8). The tests use a tiny value so that a few rows already span several blocks.
+- ``MINIREG_CUDA_CHECK_EVERY`` steps launched between two reads of the divergence flag (each read
+  synchronizes the host with the device; default 256). Steps launched after the diverging one are
+  no-ops on the device, so this only bounds the wasted launches.
+- ``MINIREG_NUMBA_CACHE=0`` turns off the on-disk cache, as for the CPU kernels. The cache is also
+  off whenever MINIREG_CUDA_TPB is not the default: TPB, TILE and KD are globals compiled into the
+  kernels, and numba's cache key holds a kernel's bytecode, closure cells and signature but not the
+  values of the globals it reads, so a kernel cached under one TPB would be loaded under another.
+
+Shapes of shared and local arrays must be compile-time constants in numba.cuda, hence module-level
+constants rather than arguments. Their dtype comes from an array argument (``dtype=theta.dtype``),
+so one source serves float32 and float64 runs.
+"""
+import os
+
+from numba import cuda
+
+_DEFAULT_TPB = 256
+
+
+def _tpb():
+    raw = os.environ.get("MINIREG_CUDA_TPB", str(_DEFAULT_TPB))
+    try:
+        v = int(raw)
+    except ValueError:
+        v = -1
+    if v < 1 or v > 1024 or v & (v - 1):
+        raise ValueError(f"MINIREG_CUDA_TPB={raw!r}: threads per block must be a power of two "
+                         "between 1 and 1024 (e.g. 128 or 256).")
+    return v
+
+
+def _positive_int(name, default):
+    raw = os.environ.get(name, str(default))
+    try:
+        v = int(raw)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise ValueError(f"{name}={raw!r} must be a positive integer.")
+    return v
+
+
+TPB = _tpb()
+TILE = 1 << (TPB.bit_length() - 1) // 2          # TILE * TILE <= TPB
+# depth of the shared-memory X tile of the one-output (row-dot) kernel: TPB x KD elements, at most
+# 32 KiB in float64 (48 KiB is the static shared-memory limit of a block)
+KD = max(1, min(TILE, 4096 // TPB))
+CHECK_EVERY = _positive_int("MINIREG_CUDA_CHECK_EVERY", 256)
+CACHE = os.environ.get("MINIREG_NUMBA_CACHE", "1") != "0" and TPB == _DEFAULT_TPB
+
+
+def kernel(fn):
+    """A CUDA kernel with the project's options (compiled lazily, per argument types).
+
+    ``cache=True`` keeps the compiled kernels on disk like the CPU ones (default TPB only, see the
+    module docstring; the simulator accepts the option and ignores it: it runs the Python source).
+    No fastmath: divergence detection must see NaN/inf, and the results must follow the CPU
+    backend. NVVM still contracts a*b+c into FMAs (its default), so on a real GPU float64 results
+    differ from the CPU's in the last bits, as do sums that the GPU reduces in a tree (batch loss,
+    norms, row segments of a large batch).
+    """
+    return cuda.jit(cache=CACHE)(fn)
+
+
+def device(fn):
+    """A device function (inlined into the kernels that call it)."""
+    return cuda.jit(device=True)(fn)

@@ -1,0 +1,368 @@
+"""The CUDA backend against the CPU backend, step by step, in numba's CUDA simulator.
+
+Not collected by a plain ``pytest`` run (the file name does not match test_*.py): tests/test_cuda.py
+runs it in its own processes with NUMBA_ENABLE_CUDASIM=1 (which must be set before numba is
+imported, so it cannot share a process with the compiled CPU tests) and a tiny MINIREG_CUDA_TPB,
+so that a handful of rows already spans several blocks, tiles and row segments. By hand:
+
+    NUMBA_ENABLE_CUDASIM=1 MINIREG_CUDA_TPB=4 python -m pytest -q tests/cuda_sim_cases.py
+
+Sizes are tiny: the simulator runs every CUDA thread as a Python thread.
+"""
+import os
+import sys
+import warnings
+
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    # spinning BLAS worker threads starve the simulator's Python threads (9x slower on 2 cores);
+    # effective only if numpy is not imported yet (tests/test_cuda.py sets them in the environment)
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    pytest.skip("run with NUMBA_ENABLE_CUDASIM=1 (tests/test_cuda.py does)", allow_module_level=True)
+
+
+
+def _make_simulator_thread_safe():
+    """Two races in numba's simulator (numba/cuda/simulator), harmless at the default 5 ms GIL
+    switch interval only because they are then rare:
+    - ``FakeCUDAShared.array`` looks up, then stores, the shared array of a call site without a
+      lock: threads of the first block that get there together each get a private "shared" array;
+    - ``swapped_cuda_module`` swaps a device function's ``cuda`` global for the fake module on
+      every call and restores it on return, so a thread returning from a device function can undo
+      the swap under another thread still inside it.
+    Patched here with a lock and a per-module reference count (same behaviour otherwise)."""
+    import threading
+    from contextlib import contextmanager
+
+    from numba.cuda.simulator import kernel as sim_kernel, kernelapi
+
+    lock = threading.RLock()
+    shared_array = kernelapi.FakeCUDAShared.array
+
+    def array(self, shape, dtype):
+        if shape == 0:
+            return shared_array(self, shape, dtype)
+        import traceback
+        caller = traceback.extract_stack(sys._getframe())[-2][0:2]
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                from numba.np import numpy_support
+                from numba.core import types
+                dt = numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else dtype
+                res = self._allocations[caller] = np.empty(shape, dt)
+        return res
+
+    kernelapi.FakeCUDAShared.array = array
+    counts = {}
+
+    @contextmanager
+    def swapped(fn, fake):
+        from numba import cuda
+        globs = fn.__globals__
+        key = id(globs)
+        with lock:
+            n, orig = counts.get(key, (0, None))
+            if n == 0:
+                orig = {k: v for k, v in globs.items() if v is cuda}
+                globs.update({k: fake for k in orig})
+            counts[key] = (n + 1, orig)
+        try:
+            yield
+        finally:
+            with lock:
+                n, orig = counts[key]
+                if n == 1:
+                    globs.update(orig)
+                    del counts[key]
+                else:
+                    counts[key] = (n - 1, orig)
+
+    sim_kernel.swapped_cuda_module = swapped
+    kernelapi.swapped_cuda_module = swapped
+
+    # ``BlockManager.run`` polls every thread in a busy loop to find when all are at a barrier
+    # (which also lets threads leave early); minireg's kernels reach every __syncthreads() with
+    # the whole block (as CUDA requires), so a plain barrier does, without the polling: ~3x faster.
+    BlockThread = sim_kernel.BlockThread
+
+    def run(self, grid_point, *args):
+        n = int(np.prod(self._block_dim))
+        barrier = threading.Barrier(n, timeout=120)
+        threads = []
+        for block_point in np.ndindex(*self._block_dim):
+            t = BlockThread(lambda: self._f(*args), self, grid_point, block_point, self._debug)
+            t.syncthreads = barrier.wait
+            threads.append(t)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for t in threads:
+            if t.exception:
+                barrier.abort()
+                raise t.exception[0].with_traceback(t.exception[1])
+
+    sim_kernel.BlockManager.run = run
+
+
+try:
+    _make_simulator_thread_safe()
+except (ImportError, AttributeError) as e:  # another simulator layout: run it as it is
+    warnings.warn(f"could not patch numba's CUDA simulator ({e}); its thread races may show up as flaky failures")
+# The simulator's block manager busy-polls its threads; a short GIL switch interval lets the
+# simulated threads run instead of waiting out the default 5 ms slices (about 5x faster here).
+sys.setswitchinterval(1e-5)
+
+import minireg  # noqa: E402
+from minireg import datasets  # noqa: E402
+
+
+def _record_kernel_signatures(path):
+    """Write every (module, kernel, argument types) launched in this process to ``path`` (JSON) at
+    exit, as numba signature strings: tests/test_cuda.py compiles exactly those for a real GPU
+    (to PTX, which needs no GPU), catching what the simulator, which runs plain Python, cannot:
+    code that numba.cuda does not type or lower."""
+    import atexit
+    import json
+
+    import numba
+    from minireg.cuda import models, optimizers, reduce
+
+    seen = set()
+
+    def sig_of(a):
+        a = getattr(a, "_ary", a)  # the simulator's device arrays wrap a numpy array
+        ty = numba.typeof(a)
+        if isinstance(ty, numba.types.Array):
+            dims = [":"] * ty.ndim
+            if ty.layout == "C":
+                dims[-1] = "::1"
+            return f"{ty.dtype}[{', '.join(dims)}]"
+        return str(ty)
+
+    class Recorder:
+        def __init__(self, module, name, kern):
+            self.module, self.name, self.kern = module, name, kern
+
+        def __getitem__(self, config):
+            launch = self.kern[config]
+
+            def call(*args):
+                seen.add((self.module, self.name, f"void({', '.join(sig_of(a) for a in args)})"))
+                return launch(*args)
+            return call
+
+    for mod in (models, optimizers, reduce):
+        for name, obj in list(vars(mod).items()):
+            if type(obj).__name__ == "FakeCUDAKernel" and not obj._device:
+                setattr(mod, name, Recorder(mod.__name__, name, obj))
+
+    def dump():
+        with open(path, "w") as f:
+            json.dump(sorted(seen), f, indent=0)
+    atexit.register(dump)
+
+
+if os.environ.get("MINIREG_CUDA_SIGNATURES"):
+    _record_kernel_signatures(os.environ["MINIREG_CUDA_SIGNATURES"])
+
+F64 = dict(rtol=1e-10, atol=1e-12)
+F32 = dict(rtol=2e-5, atol=2e-6)
+
+OPTIMIZERS = {
+    "sgd": dict(optimizer="sgd", lr=0.05),
+    "sgd_momentum": dict(optimizer="sgd", lr=0.05, momentum=0.9, dampening=0.1),
+    "sgd_nesterov": dict(optimizer="sgd", lr=0.05, momentum=0.8, nesterov=True),
+    "sgd_wd": dict(optimizer="sgd", lr=0.05, weight_decay=0.1),
+    "rmsprop_centered": dict(optimizer="rmsprop", lr=0.01, centered=True),
+    "rmsprop_momentum": dict(optimizer="rmsprop", lr=0.01, momentum=0.5, weight_decay=0.01),
+    "adam": dict(optimizer="adam", lr=0.02),
+    "adam_amsgrad": dict(optimizer="adam", lr=0.02, amsgrad=True, weight_decay=0.05),
+    "adamw": dict(optimizer="adamw", lr=0.02, weight_decay=0.1),
+}
+LOSSES = {"mse": dict(loss="mse"), "huber": dict(loss="huber", delta=0.5), "mae": dict(loss="mae")}
+
+
+def _data(n=11, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = np.sin(X[:, 0]) + X[:, 1] * X[:, -1] + 0.1 * rng.normal(size=n)
+    return X, y
+
+
+def _close(got, want, tol, what):
+    np.testing.assert_allclose(got, want, err_msg=what, **tol)
+
+
+def assert_same_run(rc, rg, tol=F64):
+    """Every host-visible output of the CUDA run rg equals the CPU run rc (within tol)."""
+    assert rg.config["device"] == "cuda" and rc.config["device"] == "cpu"
+    assert rg.n_steps == rc.n_steps
+    assert rg.diverged_at == rc.diverged_at
+    assert rg.stopped_epoch == rc.stopped_epoch and rg.best_epoch == rc.best_epoch
+    assert rg.theta.dtype == rc.theta.dtype
+    _close(rg.theta, rc.theta, tol, "final params")
+    assert set(rg.history) == set(rc.history)
+    for k in rc.history:
+        _close(rg.history[k], rc.history[k], tol, f"history[{k!r}]")
+    if rc.trace is None:
+        assert rg.trace is None
+        return
+    tc, tg = rc.trace, rg.trace
+    assert len(tg) == len(tc)
+    np.testing.assert_array_equal(np.asarray(tg.step), np.asarray(tc.step))
+    np.testing.assert_array_equal(tg.epoch, tc.epoch)
+    np.testing.assert_array_equal(tg.clipped, tc.clipped)
+    for col in ("loss", "lr", "grad_norm", "update_norm", "param_norm"):
+        _close(getattr(tg, col), getattr(tc, col), tol, f"trace.{col}")
+    if tc.params is not None:
+        for col in ("params", "grad", "update"):
+            _close(getattr(tg, col), getattr(tc, col), tol, f"trace.{col}")
+        assert set(tg.state) == set(tc.state)
+        for name in tc.state:
+            _close(tg.state[name], tc.state[name], tol, f"trace.state[{name!r}]")
+
+
+def both(X, y, tol=F64, **kw):
+    kw.setdefault("trace", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # divergence and overflow warnings
+        rc = minireg.train(X, y, device="cpu", **kw)
+        rg = minireg.train(X, y, device="cuda", **kw)
+    assert_same_run(rc, rg, tol)
+    return rc, rg
+
+
+# ------------------------------------------------------------------------------------------------
+# every optimizer x every loss (linear model), every activation x every loss (2-hidden-layer MLP)
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+@pytest.mark.parametrize("opt", list(OPTIMIZERS))
+def test_linear_every_optimizer_and_loss(opt, loss):
+    X, y = _data()
+    # batch 4 over 11 rows: a partial last batch of 3; shuffled batches drawn on the host
+    both(X, y, epochs=2, batch_size=4, shuffle=True, **OPTIMIZERS[opt], **LOSSES[loss])
+
+
+_MLP_CASES = [(act, loss) for act in ("relu", "tanh", "sigmoid", "identity") for loss in LOSSES]
+
+
+@pytest.mark.parametrize("act,loss", _MLP_CASES)
+def test_mlp_every_activation_and_loss(act, loss):
+    # the 12 cases cycle through the 9 optimizer settings, so each one also runs an MLP
+    opt = list(OPTIMIZERS)[_MLP_CASES.index((act, loss)) % len(OPTIMIZERS)]
+    X, y = _data(n=7)
+    both(X, y, model="mlp", hidden=(5, 3), activation=act, epochs=2, batch_size=4, shuffle=True,
+         **OPTIMIZERS[opt], **LOSSES[loss])
+
+
+# ------------------------------------------------------------------------------------------------
+# batches, controls, schedules
+
+def test_full_batch_rows_split_into_segments_with_l1_and_norm_clipping(monkeypatch):
+    # 24 rows in one batch: the weight gradient is summed over row segments, then reduced
+    from minireg.cuda import loop
+    launches = []
+    reduce_segments = loop.M.reduce_segments
+
+    class Counting:
+        def __getitem__(self, config):
+            launches.append(config)
+            return reduce_segments[config]
+
+    monkeypatch.setattr(loop.M, "reduce_segments", Counting())
+    X, y = _data(n=24, d=3)
+    both(X, y, epochs=4, batch_size=None, optimizer="sgd", lr=0.1, l1=0.05, clip_grad_norm=0.5,
+         schedule="step", step_size=2, gamma=0.5)
+    assert launches  # the split path ran
+
+
+def test_mlp_value_clipping_invscaling_and_trace_every():
+    # batches of 12 and 8 rows: the output layer's weight gradient is split into row segments in
+    # the first batch (not in the second), and the hidden layers span several row tiles
+    X, y = _data(n=20)
+    both(X, y, model="mlp", hidden=(4, 3), activation="tanh", epochs=3, batch_size=12, optimizer="sgd",
+         lr=0.2, momentum=0.9, clip_grad_value=0.05, schedule="invscaling", power_t=0.5, trace_every=2)
+
+
+def test_norms_trace_unshuffled_cosine_and_no_trace():
+    X, y = _data(n=10)
+    kw = dict(model="mlp", hidden=(3, 2), activation="relu", epochs=3, batch_size=4, shuffle=False,
+              optimizer="rmsprop", lr=0.01, clip_grad_norm=0.1, schedule="cosine", T_max=3)
+    both(X, y, trace="norms", **kw)
+    both(X, y, trace=False, **kw)
+
+
+def test_validation_early_stopping_and_plateau_run_one_epoch_per_call():
+    from minireg.cuda import loop
+    binds = []
+    orig = loop.Context.bind
+
+    def counting_bind(self, *a, **k):
+        binds.append(1)
+        return orig(self, *a, **k)
+
+    X, y = _data(n=16)
+    loop.Context.bind = counting_bind
+    try:
+        rc, rg = both(X, y, epochs=8, batch_size=5, optimizer="adam", lr=0.3, validation=0.25,
+                      early_stopping=1, schedule="plateau", patience=0, factor=0.5, standardize=True)
+    finally:
+        loop.Context.bind = orig
+    assert "val_loss" in rg.history
+    assert len(binds) == 1  # the data went to the device once for the whole run of per-epoch calls
+    assert rg.stopped_epoch is not None and rg.n_steps < 8 * 3
+
+
+def test_step_lrs_one_lr_per_step():
+    X, y = _data(n=8)
+    both(X, y, epochs=2, batch_size=3, optimizer="adamw", lr=0.01, step_lrs=np.linspace(0.01, 0.1, 6))
+
+
+# ------------------------------------------------------------------------------------------------
+# float32 and divergence
+
+def test_float32_runs_stay_float32():
+    X, y = _data(n=9)
+    rc, rg = both(X, y, tol=F32, dtype="float32", model="mlp", hidden=(4, 3), activation="sigmoid",
+                  epochs=2, batch_size=4, optimizer="adam", lr=0.05, amsgrad=True)
+    assert rg.theta.dtype == np.float32 and rg.trace.grad.dtype == np.float32
+    both(X, y, tol=F32, dtype="float32", epochs=2, batch_size=4, optimizer="rmsprop", lr=0.01,
+         loss="huber", clip_grad_norm=0.3)
+    both(X, y, tol=F32, dtype="float32", epochs=2, batch_size=4, optimizer="sgd", lr=0.05, momentum=0.9,
+         loss="mae", l1=0.01, clip_grad_value=0.1)
+
+
+def test_divergence_stops_at_the_same_step(monkeypatch):
+    # the seed case: SGD at lr=10 on linear_1d, batch 32 (4 steps per epoch) diverges at step 110
+    X, y = datasets.linear_1d()
+    rc, rg = both(X, y, optimizer="sgd", lr=10, batch_size=32, epochs=50)
+    assert rg.diverged and rg.diverged_at == rc.diverged_at == 110
+    assert not np.isfinite(rg.trace.loss[-1]) or not np.isfinite(rg.trace.params[-1] + rg.trace.update[-1]).all()
+    assert np.isfinite(rg.trace.params[-1]).all()  # the parameters before the diverging step
+    # read the flag every 7 steps instead of once per call (steps launched after the diverging one
+    # were no-ops above; here the host stops launching mid-epoch)
+    from minireg.cuda import loop
+    monkeypatch.setattr(loop, "CHECK_EVERY", 7)
+    with pytest.warns(minireg.DivergenceWarning):
+        r = minireg.train(X, y, optimizer="sgd", lr=10, batch_size=32, epochs=50, device="cuda")
+    assert r.diverged_at == 110 and r.n_steps == 111
+    np.testing.assert_allclose(r.theta, rc.theta, **F64)
+    np.testing.assert_allclose(r.history["loss"], rc.history["loss"], **F64)
+
+
+def test_divergence_on_a_step_that_is_not_recorded():
+    # trace_every=7: the diverging step 110 is not a multiple, so its row is written after the fact
+    X, y = datasets.linear_1d()
+    rc, rg = both(X, y, optimizer="sgd", lr=10, batch_size=32, epochs=50, trace="norms", trace_every=7)
+    assert rg.diverged_at == 110 and int(rg.trace.step[-1]) == 110
+    # a full-batch float32 run whose loss overflows: stops at the same step, no trace
+    Xs, ys = _data(n=6, d=2)
+    rc, rg = both(Xs * 1e3, ys * 1e3, tol=F32, dtype="float32", optimizer="sgd", lr=1.0, epochs=40,
+                  trace=False)
+    assert rg.diverged and rg.diverged_at == rc.diverged_at
