@@ -10,13 +10,14 @@ from .diagnose import Finding, LRRangeResult, StabilityBound, check_data, lr_ran
 from .io import load
 from .layout import Layout
 from .result import TrainResult
+from .sweep import SweepResult, sweep
 from .trace import Trace
 from .train import DivergenceWarning, train
 
 __version__ = "0.1.0"
 __all__ = ["train", "TrainResult", "Trace", "Layout", "DivergenceWarning", "load", "MiniRegressor", "Finding",
            "check_data", "stability_bound", "StabilityBound", "lr_range_test", "LRRangeResult", "datasets",
-           "__version__"]
+           "sweep", "SweepResult", "__version__"]
 
 
 def __getattr__(name):

@@ -35,11 +35,19 @@ class TrainResult:
 
     def predict(self, X):
         """Predictions (n_samples,) of the final parameters, computed by the same forward kernel."""
-        X = _validate.data_X(X, np.float64)
+        X = _validate.data_X(X, np.float64, action="predicting")
         d = self.layout.sizes[0]
         if X.shape[1] != d:
             raise ValueError(f"X has {X.shape[1]} features, but the model was trained on {d}.")
-        X = self.x_scaler.transform(X, self.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            X64 = self.x_scaler.transform(X, np.float64)
+        if not np.isfinite(X64).all():
+            raise ValueError(
+                "X cannot be scaled with the scaler fitted in training: its values (largest |value| "
+                f"{np.abs(X).max():.3g}) overflow float64. Rescale X first.")
+        _validate.fits_float32("X" if self.x_scaler.identity else "X after the fitted scaling", X64,
+                               np.dtype(self.dtype).name)
+        X = np.ascontiguousarray(X64, dtype=self.dtype)
         rows = min(_PREDICT_ROWS, X.shape[0])
         sizes, woff, boff, aoff, nacts = self.layout.kernel_arrays(rows)
         acts = np.empty(nacts, self.dtype)
@@ -49,7 +57,8 @@ class TrainResult:
         act = ACTIVATION_CODES[self.config["activation"] or "identity"]
         predict_rows(X, ident, self.theta, sizes, woff, boff, aoff, act, acts, c, out)
         if self.y_scaler.kind is not None:
-            out = self.y_scaler.inverse(out).astype(self.dtype)
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverged/huge model predicts inf/NaN
+                out = self.y_scaler.inverse(out).astype(self.dtype)
         return out
 
     def save(self, path):
@@ -62,6 +71,17 @@ class TrainResult:
         from .diagnose import diagnose
         self.findings = diagnose(self)
         return self.findings
+
+    def report(self, path):
+        """Write a self-contained HTML report of the run to ``path`` (config, findings with evidence
+        and fixes, stability bound, loss and norm plots; see minireg.report); returns ``path``."""
+        from .report import write_report
+        return write_report(self, path)
+
+    def _repr_html_(self):
+        """Compact HTML for Jupyter: config table, final loss, diverged, top findings, loss plot."""
+        from .report import repr_html
+        return repr_html(self)
 
     def plot(self):
         """One figure: loss, gradient/update norms, update/param ratio, lr (matplotlib, lazily imported)."""

@@ -130,8 +130,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     model = V.choice("model", model, V.MODELS)
     loss = V.choice("loss", loss, V.LOSSES)
     optimizer = V.choice("optimizer", optimizer, V.OPTIMIZERS)
-    dtype = V.choice("dtype", dtype if isinstance(dtype, str) else np.dtype(dtype).name
-                     if isinstance(dtype, (type, np.dtype)) else dtype, V.DTYPES)
+    dtype = V.run_dtype(dtype)
     if model == "mlp":
         hidden = V.hidden_sizes(hidden)
         activation = V.choice("activation", activation, V.ACTIVATIONS)
@@ -150,7 +149,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     if progress is not None:
         progress = V.flag("progress", progress)
     trace_every = V.integer("trace_every", trace_every, 1)
-    trace_budget = V.real("trace_budget", trace_budget, low=0.0, low_open=True)
+    trace_budget = V.real("trace_budget", trace_budget, low=0.0, low_open=True, allow_inf=True)
     hparams = V.optimizer_hparams(optimizer, optimizer_hparams)
     scale_kind = V.standardize_kind(standardize)
     standardize_y = V.flag("standardize_y", standardize_y)
@@ -173,12 +172,38 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         if schedule is not None:
             raise ValueError("step_lrs gives every step's lr itself; it cannot be combined with schedule.")
         step_lrs = V.lr_array("step_lrs", step_lrs)
+    # a float32 run casts these to float32: refuse values it would turn into inf (or, where 0 would
+    # change the meaning, round to 0) instead of silently running with different ones
+    for name, value, zero_means in (
+            ("lr", lr, ", so the run would not move"), ("delta", delta, ", which makes the Huber loss 0"),
+            ("clip_grad_norm", clip_grad_norm, ", which turns clipping off"),
+            ("clip_grad_value", clip_grad_value, ", which turns clipping off"), ("l1", l1, None),
+            *((k, v, None) for k, v in hparams.items() if isinstance(v, float))):
+        V.scalar_fits_float32(name, value, dtype, positive=zero_means is not None, zero_means=zero_means or "")
+    if step_lrs is not None and dtype == "float32":
+        for i in (int(np.argmax(step_lrs)), int(np.argmin(step_lrs))):
+            V.scalar_fits_float32(f"step_lrs[{i}]", float(step_lrs[i]), dtype, positive=True,
+                                  zero_means=", so that step would not move")
     X64 = V.data_X(X, np.float64)
     y64 = V.data_y(y, X64.shape[0], np.float64)
-    validation = V.validation_spec(validation, X64.shape[1], dtype)
+    V.scalable("X", X64, scale_kind, winsorize, dtype, "standardize")
+    # y must fit float32 even when standardize_y scales it: predictions come back in its units
+    V.fits_float32("y", y64, dtype, hint=" (predictions come back in y's units, as float32), or divide y "
+                   "by a power of ten first")
+    V.scalable("y", y64, (scale_kind or "zscore") if standardize_y else None,
+               winsorize if winsorize_y else None, dtype, "standardize_y")
+    validation = V.validation_spec(validation, X64.shape[1], dtype, x_scaled=scale_kind is not None or
+                                   winsorize is not None, y_scaled=standardize_y)
     n_all, d = X64.shape
+    # refuse runs whose buffers cannot fit in memory before building the layout (Python ints: a
+    # hidden size of 2**40 would overflow numpy's int64 products) or allocating anything
+    V.check_memory(V.run_memory(
+        n=n_all, d=d, n_val=validation[0].shape[0] if isinstance(validation, tuple) else 0,
+        sizes=(d, *hidden, 1), batch_size=batch_size, epochs=epochs, itemsize=np.dtype(dtype).itemsize,
+        trace=trace, trace_every=trace_every, trace_budget=trace_budget,
+        n_state=len(_state_rows(optimizer, hparams))))
     layout = Layout((d, *hidden, 1))
-    init = V.init_spec(init, layout, model)
+    init = V.init_spec(init, layout, model, dtype)
 
     # ---- split and scale (fitted on the training rows only)
     init_seq, shuffle_seq, split_seq = np.random.SeedSequence(seed).spawn(3)
