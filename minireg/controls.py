@@ -33,7 +33,7 @@ class Scaler:
             z = np.zeros(V.shape[1:])
             return cls(None, z, np.ones(V.shape[1:]), [], clip)
         if kind == "zscore":
-            center, scale = V.mean(axis=0), V.std(axis=0)
+            center, scale = mean_std(V)
         elif kind == "minmax":
             center, scale = V.min(axis=0), V.max(axis=0) - V.min(axis=0)
         else:
@@ -63,6 +63,17 @@ class Scaler:
             d["clip_low"] = np.atleast_1d(self.clip[0]).tolist()
             d["clip_high"] = np.atleast_1d(self.clip[1]).tolist()
         return d
+
+
+def mean_std(V, big=1e150):
+    """Column means and population standard deviations; columns with values beyond ``big`` are
+    divided by their largest magnitude first, so that squaring them cannot overflow."""
+    V = np.asarray(V, dtype=np.float64)
+    top = np.abs(V).max(axis=0) if V.size else np.zeros(V.shape[1:])
+    if not np.any(top > big):
+        return V.mean(axis=0), V.std(axis=0)
+    m = np.where(top > big, top, 1.0)
+    return m * (V / m).mean(axis=0), m * (V / m).std(axis=0)
 
 
 def split_validation(n, fraction, rng):

@@ -186,3 +186,42 @@ def test_plots_render_to_png(tmp_path):
         assert out.stat().st_size > 10_000, name
     with pytest.raises(ValueError, match="exactly two parameters"):
         minireg.train(*datasets.sine(), model="mlp", epochs=2, trace=True).plot_path()
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1"),
+    ({"model": "mlp", "activation": "rleu"}, ValueError, "Did you mean 'relu'"),
+    ({"lr": "x"}, TypeError, "lr must be a real number"),
+    ({"params": np.zeros(5)}, ValueError, "params must be a flat vector of the model's 2 parameters"),
+    ({"delta": -1}, ValueError, "delta must be"),
+    ({"momentum": -1}, ValueError, "momentum must be"),
+    ({"model": "mlp", "hidden": (2**40,)}, ValueError, "memory"),
+    ({"optimizer": "adam", "exp_avg_sq": -np.ones(2), "step": 1}, ValueError, "exp_avg_sq must be >= 0"),
+])
+def test_stability_bound_rejects_bad_arguments(kwargs, exc, match):
+    X, y = datasets.linear_1d()
+    with pytest.raises(exc, match=match):
+        minireg.stability_bound(X, y, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"lr_min": "a"}, TypeError, "lr_min must be a real number"),
+    ({"lr_max": np.inf}, ValueError, "lr_max must be a finite number"),
+    ({"num_steps": 3}, ValueError, "num_steps must be an integer >= 5"),
+    ({"diverge_factor": 0.5}, ValueError, "diverge_factor must be"),
+    ({"batch_size": -1}, ValueError, "batch_size must be an integer >= 1"),
+])
+def test_lr_range_test_rejects_bad_arguments(kwargs, exc, match):
+    X, y = datasets.linear_1d()
+    with pytest.raises(exc, match=match):
+        minireg.lr_range_test(X, y, **kwargs)
+
+
+def test_huge_features_give_a_finding_not_an_overflow():
+    X, y = datasets.linear_1d()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings either
+        b = minireg.stability_bound(X * 1e200, y)
+        found = minireg.check_data(X * 1e200, y)
+    assert b.lambda_max == math.inf and b.lr_max == 0.0
+    assert [f.code for f in found] == ["unscaled_features"]

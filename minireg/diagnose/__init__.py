@@ -27,6 +27,11 @@ def check_data(X, y):
     least-squares fit, and targets sorted in row order (which matters with shuffle=False)."""
     X = V.data_X(X, np.float64)
     y = V.data_y(y, X.shape[0], np.float64)
+    with np.errstate(all="ignore"):
+        return _check_data(X, y)
+
+
+def _check_data(X, y):
     out = list(_unscaled(X, "the raw features"))
     Xt = np.column_stack([X, np.ones(X.shape[0])])
     coef = np.linalg.lstsq(Xt, y, rcond=None)[0]

@@ -28,10 +28,13 @@ def _design(X):
 
 
 def condition_number(X):
-    """κ(X̃ᵀX̃) of the design with its intercept column, and its extreme eigenvalues."""
-    ev = np.linalg.eigvalsh(_design(X).T @ _design(X))
-    lo, hi = max(ev[0], 0.0), ev[-1]
-    return (math.inf if lo <= hi * 1e-300 else hi / lo), lo, hi
+    """κ(X̃ᵀX̃) of the design with its intercept column, and its extreme eigenvalues; from the
+    singular values of X̃ (κ(X̃)²), so that features far from 1 do not overflow the Gram matrix."""
+    sv = np.linalg.svd(_design(X), compute_uv=False)
+    with np.errstate(over="ignore"):
+        hi, lo = sv[0] ** 2, sv[-1] ** 2
+        kappa = math.inf if sv[-1] <= sv[0] * 1e-300 else float((sv[0] / sv[-1]) ** 2)
+    return kappa, lo, hi
 
 
 def steps_to_shrink(kappa, factor=1000.0):
@@ -43,6 +46,17 @@ def steps_to_shrink(kappa, factor=1000.0):
         return 1
     rate = (kappa - 1) / (kappa + 1)
     return int(math.ceil(math.log(factor) / -math.log(rate)))
+
+
+def _flat(name, value, size):
+    raw = np.asarray(value)
+    arr = raw.astype(np.float64) if raw.dtype.kind in "iuf" else None
+    if arr is None or arr.shape != (size,):
+        raise ValueError(f"{name} must be a flat vector of the model's {size} parameters (as a trace row), "
+                         f"got {np.asarray(value).dtype} array of shape {np.asarray(value).shape}.")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} holds NaN/inf; pass finite values (e.g. a trace row before divergence).")
+    return arr
 
 
 class StabilityBound:
@@ -67,6 +81,8 @@ class StabilityBound:
 
 
 def _lr_from_lambda(lam, optimizer, momentum, beta1):
+    if lam == math.inf:
+        return 0.0  # curvature beyond float64: no lr is small enough
     if lam <= 0 or not np.isfinite(lam):
         return math.inf if lam == 0 else float("nan")
     if optimizer in ("adam", "adamw"):
@@ -75,21 +91,26 @@ def _lr_from_lambda(lam, optimizer, momentum, beta1):
 
 
 def linear_lambda(X, y, loss, delta, theta=None):
-    """λmax of the linear model's Hessian (exact) and how it was obtained."""
+    """λmax of the linear model's Hessian (exact) and how it was obtained: c·σmax(X̃_rows)²/n with
+    c = 2 (MSE) or 1 (Huber, the rows whose residual is within delta), from the singular values so
+    that large features give a large (possibly inf) λ rather than an overflowing Gram matrix."""
     Xt = _design(X)
     n = X.shape[0]
     if loss == "mse":
-        H, kind = (2.0 / n) * Xt.T @ Xt, "exact"
+        rows, c, kind = Xt, 2.0, "exact"
     elif loss == "huber":
         if theta is None:
-            H, kind = (1.0 / n) * Xt.T @ Xt, "exact, with every residual within delta (its largest value)"
+            rows, c, kind = Xt, 1.0, "exact, with every residual within delta (its largest value)"
         else:
             r = Xt @ np.asarray(theta, np.float64) - y
-            m = np.abs(r) < delta
-            H, kind = (1.0 / n) * Xt[m].T @ Xt[m], "exact at the given parameters"
+            rows, c, kind = Xt[np.abs(r) < delta], 1.0, "exact at the given parameters"
     else:
         return 0.0, "exact (MAE is piecewise linear: no curvature)"
-    return float(np.linalg.eigvalsh(H)[-1]), kind
+    if rows.shape[0] == 0:
+        return 0.0, kind
+    smax = np.linalg.svd(rows, compute_uv=False)[0]
+    with np.errstate(over="ignore"):
+        return float(c * smax * smax / n), kind
 
 
 def stability_bound(X, y, *, model="linear", loss="mse", delta=1.0, optimizer="sgd", lr=None, momentum=0.0,
@@ -105,20 +126,44 @@ def stability_bound(X, y, *, model="linear", loss="mse", delta=1.0, optimizer="s
     loss = V.choice("loss", loss, V.LOSSES)
     optimizer = V.choice("optimizer", optimizer, V.OPTIMIZERS)
     kind_scale = V.standardize_kind(standardize)
+    delta = V.real("delta", delta, low=0.0, low_open=True)
+    lr = None if lr is None else V.real("lr", lr, low=0.0, low_open=True)
+    momentum = V.real("momentum", momentum, low=0.0)
+    beta1 = V.real("beta1", beta1, low=0.0, high=1.0, high_open=True)
+    beta2 = V.real("beta2", beta2, low=0.0, high=1.0, high_open=True)
+    eps = V.real("eps", eps, low=0.0)
+    seed = V.integer("seed", seed, 0)
+    if batch_size is not None:
+        batch_size = V.integer("batch_size", batch_size, 1)
+    if step is not None:
+        step = V.integer("step", step, 1)
+    if model == "mlp":
+        hidden = V.hidden_sizes(hidden)
+        activation = V.choice("activation", activation, V.ACTIVATIONS)
     X = V.data_X(X, np.float64)
     y = V.data_y(y, X.shape[0], np.float64)
+    if model == "mlp":
+        V.check_memory(V.run_memory(n=min(X.shape[0], _MAX_ROWS), d=X.shape[1], n_val=0,
+                                    sizes=(X.shape[1], *hidden, 1), batch_size=None, epochs=1, itemsize=8,
+                                    trace=False, trace_every=1, trace_budget=1, n_state=0))
     scaler = Scaler.fit(X, kind_scale)
     X = scaler.transform(X, np.float64)
     n, d = X.shape
     if n > _MAX_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(n, _MAX_ROWS, replace=False))
         X, y = X[rows], y[rows]
-    layout = Layout((d, 1) if model == "linear" else (d, *V.hidden_sizes(hidden), 1))
+    layout = Layout((d, 1) if model == "linear" else (d, *hidden, 1))
     if params is None:
         theta = init_params(layout, "torch", np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[0]),
                             np.float64)
+    elif isinstance(params, dict):
+        theta = layout.flatten(V.init_spec(params, layout, model, "float64"))
     else:
-        theta = layout.flatten(params) if isinstance(params, dict) else np.asarray(params, np.float64)
+        theta = _flat("params", params, layout.size)
+    if exp_avg_sq is not None:
+        exp_avg_sq = _flat("exp_avg_sq", exp_avg_sq, layout.size)
+        if (exp_avg_sq < 0).any():
+            raise ValueError("exp_avg_sq must be >= 0 everywhere (it is a running mean of squared gradients).")
     m = Model(layout, activation if model == "mlp" else None, loss, delta)
     pre = None
     if optimizer in ("adam", "adamw", "rmsprop"):

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from ..controls import Scaler
+from ..controls import Scaler, mean_std
 from .curvature import condition_number, stability_bound, steps_to_shrink
 from .findings import Finding, round_sig
 from ._model import Model
@@ -286,7 +286,7 @@ def unscaled_features(ctx):
 
 
 def _unscaled(X, used):
-    sd = X.std(axis=0)
+    sd = mean_std(X)[1]
     live = sd[sd > 0]
     ratio = float(live.max() / live.min()) if live.size else 1.0
     kappa = condition_number(X)[0]

@@ -27,14 +27,18 @@ class LRRangeResult:
 def lr_range_test(X, y, *, lr_min=1e-7, lr_max=10.0, num_steps=100, smooth=0.98, diverge_factor=4.0,
                   batch_size=None, seed=0, **train_kwargs):
     """Run the test; ``train_kwargs`` are passed to :func:`minireg.train` (model, loss, optimizer, …)."""
+    from .. import _validate as V
     from ..train import DivergenceWarning, train
-    if not (0 < lr_min < lr_max):
+    lr_min = V.real("lr_min", lr_min, low=0.0, low_open=True)
+    lr_max = V.real("lr_max", lr_max, low=0.0, low_open=True)
+    if not lr_min < lr_max:
         raise ValueError(f"lr_min={lr_min!r} and lr_max={lr_max!r} must satisfy 0 < lr_min < lr_max.")
-    if int(num_steps) != num_steps or num_steps < 5:
-        raise ValueError(f"num_steps must be an integer >= 5, got {num_steps!r}.")
-    if not 0 <= smooth < 1:
-        raise ValueError(f"smooth must be in [0, 1), got {smooth!r}.")
-    n = np.asarray(X).shape[0]
+    num_steps = V.integer("num_steps", num_steps, 5)
+    smooth = V.real("smooth", smooth, low=0.0, high=1.0, high_open=True)
+    diverge_factor = V.real("diverge_factor", diverge_factor, low=1.0, low_open=True)
+    if batch_size is not None:
+        batch_size = V.integer("batch_size", batch_size, 1)
+    n = V.data_X(X, np.float64).shape[0]
     spe = -(-n // min(batch_size or n, n))
     epochs = -(-int(num_steps) // spe)
     total = epochs * spe
