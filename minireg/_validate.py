@@ -300,7 +300,7 @@ def scalable(name, arr, kind, quantiles, dtype, option):
     fits_float32(f"{name} after {what}", out, dtype)
 
 
-def _bytes(n):
+def format_bytes(n):
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024 or unit == "PiB":
             return f"{n:.3g} {unit}"
@@ -335,10 +335,10 @@ def check_memory(parts, limit=None):
     if limit is None or need <= limit:
         return need
     worst = max(parts, key=parts.get)
-    detail = ", ".join(f"{k}: {_bytes(v)}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])
+    detail = ", ".join(f"{k}: {format_bytes(v)}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])
                        if v >= need / 100)
     raise ValueError(
-        f"this run would need about {_bytes(need)} of memory but this machine has {_bytes(limit)}; "
+        f"this run would need about {format_bytes(need)} of memory but this machine has {format_bytes(limit)}; "
         f"most of it is the {worst}. Needed: {detail}. Nothing was allocated."
     )
 

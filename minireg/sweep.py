@@ -153,13 +153,6 @@ def _pandas():
     return pandas
 
 
-def _fmt_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.3g} {unit}"
-        n /= 1024
-
-
 def _run_one(X, y, params, keep, diagnose=True):
     """One configuration: train, diagnose, and the row of the table (runs in a worker)."""
     from .train import DivergenceWarning, train
@@ -327,8 +320,8 @@ def sweep(X, y, grid, *, n_jobs=-1, client=None, keep="results", diagnose=True, 
     if need > memory_budget:
         trace_part = sum(t for t, _ in per_run)
         raise ValueError(
-            f"the sweep would hold about {_fmt_bytes(need)} for {what}, above memory_budget="
-            f"{_fmt_bytes(memory_budget)} ({len(configs)} configurations; traces {_fmt_bytes(trace_part)} in all). "
+            f"the sweep would hold about {V.format_bytes(need)} for {what}, above memory_budget="
+            f"{V.format_bytes(memory_budget)} ({len(configs)} configurations; traces {V.format_bytes(trace_part)} in all). "
             "Record less (trace='norms' or trace_every=k), keep only the histories (keep='history'), "
             "sweep a smaller grid, or raise memory_budget.")
 

@@ -98,13 +98,6 @@ def _progress_bar(progress, epochs, seconds_per_epoch):
     return bar
 
 
-def _format_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.3g} {unit}"
-        n /= 1024
-
-
 def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", delta=1.0,
           optimizer="sgd", lr=0.01, epochs=100, batch_size=None, shuffle=True, seed=0,
           dtype="float64", init="torch", trace=False, trace_every=1, trace_budget=2**30,
@@ -240,8 +233,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         need = n_rows * per_row
         if need > trace_budget:
             raise ValueError(
-                f"the trace would need {_format_bytes(need)} ({n_rows} rows x {per_row} bytes) but "
-                f"trace_budget is {_format_bytes(trace_budget)}. Record fewer steps (trace_every="
+                f"the trace would need {V.format_bytes(need)} ({n_rows} rows x {per_row} bytes) but "
+                f"trace_budget is {V.format_bytes(trace_budget)}. Record fewer steps (trace_every="
                 f"{max(2, math.ceil(need / trace_budget) * trace_every)}), keep only the scalar columns "
                 f"(trace='norms'), or raise trace_budget."
             )
