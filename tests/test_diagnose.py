@@ -225,3 +225,14 @@ def test_huge_features_give_a_finding_not_an_overflow():
         found = minireg.check_data(X * 1e200, y)
     assert b.lambda_max == math.inf and b.lr_max == 0.0
     assert [f.code for f in found] == ["unscaled_features"]
+
+
+def test_a_loss_that_is_still_exploding_is_not_called_a_plateau():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(1000, 2000, 200), rng.uniform(0, 5, 200)])
+    y = 0.003 * X[:, 0] + 0.5 * X[:, 1] + rng.normal(0, 0.1, 200)
+    r = minireg.train(X, y, optimizer="sgd", lr=1e-4, epochs=50, trace=True)
+    assert not r.diverged and r.history["loss"][-1] > 1e100
+    codes = [f.code for f in r.diagnose()]
+    assert codes[0] == "lr_too_high" and "unscaled_features" in codes
+    assert "plateau" not in codes and "underfitting" not in codes

@@ -4,8 +4,8 @@ still holds them, the arrays it trained on; each says in ``evidence["used"]`` wh
 Thresholds (module constants, stated here so they can be argued with):
 - instability: the loss rose ≥ LOSS_RISE× above its running minimum, or the run diverged;
   lr_too_high also needs lr > the stability bound when the bound can be computed.
-- stalled: the epoch loss fell by < STALL_DROP (relative) over the last quarter of the epochs;
-  still falling: by more than that. "Far above" a reference: ≥ FAR× it.
+- stalled: the epoch loss moved by < STALL_DROP (relative) over the last quarter of the epochs
+  and ends within FAR× its minimum; still falling: it fell by more than that. "Far above" a reference: ≥ FAR× it.
 - unscaled features: non-constant feature standard deviations spanning ≥ SCALE_RATIO×, or
   κ(X̃ᵀX̃) ≥ KAPPA_MIN and ≥ KAPPA_GAIN× the κ after z-scoring.
 - outliers: a residual with robust z ≥ OUTLIER_Z (median/MAD, 1.4826; for the linear model the
@@ -409,7 +409,9 @@ def underfitting_and_plateau(ctx):
     if ctx.r.diverged or not ctx.has_data:
         return []
     drop = ctx.trend()
-    if drop is None or drop > STALL_DROP:
+    h = ctx.hist
+    # stalled: neither falling nor rising (a rising loss is instability, lr_too_high's case)
+    if drop is None or abs(drop) > STALL_DROP or h[-1] > FAR * np.min(h):
         return []
     floor = ctx.data_floor()
     final = ctx.final_loss()
