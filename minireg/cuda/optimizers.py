@@ -1,5 +1,6 @@
-"""One elementwise kernel per optimizer over the flat (P,) vectors, element for element the body of
-the loops in ``minireg.kernels.optimizers`` (read its docstring): clipping first (``clipped``, the
+"""One elementwise kernel per optimizer over the flat (P,) vectors; each parameter's update is the
+CPU's own ``*_element`` function from ``minireg.kernels.optimizers``, compiled as a device
+function (read that module's docstring): clipping first (``clipped``, the
 CPU's own source), then coupled weight decay (also added into ``grad``, so the trace records the
 gradient as the optimizer saw it) or AdamW's decoupled shrink, then the update; ``upd`` gets
 theta_new − theta_old exactly and the state rows are updated in place.
@@ -29,6 +30,10 @@ ONE_MINUS_BETA1, ONE_MINUS_BETA2 = _cpu.ONE_MINUS_BETA1, _cpu.ONE_MINUS_BETA2
 
 
 clipped = device(_cpu.clipped.py_func)
+# the per-parameter updates are the CPU kernels' own functions, compiled as device functions
+sgd_element = device(_cpu.sgd_element.py_func)
+rmsprop_element = device(_cpu.rmsprop_element.py_func)
+adam_element = device(_cpu.adam_element.py_func)
 
 
 @kernel
@@ -37,33 +42,13 @@ def sgd_step(dflag, t, theta, grad, upd, state, pold, keep_pold, hd, lr, dsc, vc
     if skip_step(dflag, t):
         return
     coef = dsc[DSC_COEF]
-    mu = hd[MOMENTUM]
-    wd = hd[WEIGHT_DECAY]
-    use_wd = hd[WEIGHT_DECAY] != 0
-    use_mom = hd[MOMENTUM] != 0
-    nesterov = hd[NESTEROV] != 0
-    damp = hd[ONE_MINUS_DAMPENING]
+    mu, wd, damp = hd[MOMENTUM], hd[WEIGHT_DECAY], hd[ONE_MINUS_DAMPENING]
+    use_wd, use_mom, nesterov = hd[WEIGHT_DECAY] != 0, hd[MOMENTUM] != 0, hd[NESTEROV] != 0
     for i in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
-        p = theta[i]
         if keep_pold:
-            pold[i] = p
-        g = clipped(grad[i], coef, vclip)
-        if use_wd:
-            g = g + wd * p
-            grad[i] = grad[i] + wd * p
-        if use_mom:
-            if t == 0:
-                buf = g
-            else:
-                buf = mu * state[0, i] + damp * g
-            state[0, i] = buf
-            if nesterov:
-                g = g + mu * buf
-            else:
-                g = buf
-        pn = p - lr * g
-        theta[i] = pn
-        upd[i] = pn - p
+            pold[i] = theta[i]
+        pn = sgd_element(i, theta, grad, upd, state, lr, mu, wd, use_wd, use_mom, nesterov, damp, t == 0,
+                         coef, vclip)
         if not math.isfinite(pn):
             dflag[0] = t
 
@@ -73,39 +58,13 @@ def rmsprop_step(dflag, t, theta, grad, upd, state, pold, keep_pold, hd, lr, dsc
     if skip_step(dflag, t):
         return
     coef = dsc[DSC_COEF]
-    mu = hd[MOMENTUM]
-    wd = hd[WEIGHT_DECAY]
-    alpha = hd[ALPHA]
-    oma = hd[ONE_MINUS_ALPHA]
-    eps = hd[EPS]
-    use_wd = hd[WEIGHT_DECAY] != 0
-    use_mom = hd[MOMENTUM] > 0
-    centered = hd[CENTERED] != 0
+    mu, wd, alpha, oma, eps = hd[MOMENTUM], hd[WEIGHT_DECAY], hd[ALPHA], hd[ONE_MINUS_ALPHA], hd[EPS]
+    use_wd, use_mom, centered = hd[WEIGHT_DECAY] != 0, hd[MOMENTUM] > 0, hd[CENTERED] != 0
     for i in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
-        p = theta[i]
         if keep_pold:
-            pold[i] = p
-        g = clipped(grad[i], coef, vclip)
-        if use_wd:
-            g = g + wd * p
-            grad[i] = grad[i] + wd * p
-        v = alpha * state[0, i] + oma * g * g
-        state[0, i] = v
-        if centered:
-            ga = state[1, i]
-            ga = ga + oma * (g - ga)
-            state[1, i] = ga
-            avg = math.sqrt(v - ga * ga) + eps
-        else:
-            avg = math.sqrt(v) + eps
-        if use_mom:
-            buf = mu * state[2, i] + g / avg
-            state[2, i] = buf
-            pn = p - lr * buf
-        else:
-            pn = p - lr * (g / avg)
-        theta[i] = pn
-        upd[i] = pn - p
+            pold[i] = theta[i]
+        pn = rmsprop_element(i, theta, grad, upd, state, lr, mu, wd, alpha, oma, eps, use_wd, use_mom,
+                             centered, coef, vclip)
         if not math.isfinite(pn):
             dflag[0] = t
 
@@ -116,36 +75,11 @@ def adam_step(dflag, t, theta, grad, upd, state, pold, keep_pold, hd, step_size,
     if skip_step(dflag, t):
         return
     coef = dsc[DSC_COEF]
-    wd = hd[WEIGHT_DECAY]
-    b2 = hd[BETA2]
-    omb1 = hd[ONE_MINUS_BETA1]
-    omb2 = hd[ONE_MINUS_BETA2]
-    eps = hd[EPS]
+    wd, b2, omb1, omb2, eps = hd[WEIGHT_DECAY], hd[BETA2], hd[ONE_MINUS_BETA1], hd[ONE_MINUS_BETA2], hd[EPS]
     for i in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
-        p0 = theta[i]
         if keep_pold:
-            pold[i] = p0
-        p = p0
-        g = clipped(grad[i], coef, vclip)
-        if use_wd:
-            if decoupled:
-                p = p * shrink
-            else:
-                g = g + wd * p
-                grad[i] = grad[i] + wd * p
-        m = state[0, i]
-        m = m + omb1 * (g - m)
-        state[0, i] = m
-        v = state[1, i] * b2 + omb2 * g * g
-        state[1, i] = v
-        if amsgrad:
-            vmax = v if v > state[2, i] else state[2, i]  # max(state, v) as numba and Python do
-            state[2, i] = vmax
-            denom = math.sqrt(vmax) / bc2_sqrt + eps
-        else:
-            denom = math.sqrt(v) / bc2_sqrt + eps
-        pn = p - step_size * (m / denom)
-        theta[i] = pn
-        upd[i] = pn - p0
+            pold[i] = theta[i]
+        pn = adam_element(i, theta, grad, upd, state, step_size, bc2_sqrt, shrink, wd, b2, omb1, omb2, eps,
+                          decoupled, use_wd, amsgrad, coef, vclip)
         if not math.isfinite(pn):
             dflag[0] = t

@@ -47,37 +47,107 @@ def clipped(g, coef, vclip):
     return g
 
 
+# ---- one parameter's update, written once and used by both backends (the CUDA kernels compile
+# these same functions as device functions); each updates theta[i], upd[i], the state rows at i and
+# grad[i] (which keeps the unclipped gradient plus coupled weight decay), and returns the new value.
+
 @kernel
-def sgd_step(theta, grad, upd, state, hd, t, coef, vclip):
+def sgd_element(i, theta, grad, upd, state, lr, mu, wd, use_wd, use_mom, nesterov, damp, first, coef, vclip):
     # g += wd·p;  buf = g (first step, no dampening) | μ·buf + (1−τ)·g;  g = g + μ·buf (nesterov) | buf
     # p −= lr·g
-    lr = hd[LR]
-    mu = hd[MOMENTUM]
-    wd = hd[WEIGHT_DECAY]
-    use_wd = hd[WEIGHT_DECAY] != 0
-    use_mom = hd[MOMENTUM] != 0
-    nesterov = hd[NESTEROV] != 0
-    damp = hd[ONE_MINUS_DAMPENING]
-    ok = True
-    for i in range(theta.shape[0]):
-        p = theta[i]
-        g = clipped(grad[i], coef, vclip)
-        if use_wd:
+    p = theta[i]
+    g = clipped(grad[i], coef, vclip)
+    if use_wd:
+        g = g + wd * p
+        grad[i] = grad[i] + wd * p
+    if use_mom:
+        if first:
+            buf = g
+        else:
+            buf = mu * state[0, i] + damp * g
+        state[0, i] = buf
+        if nesterov:
+            g = g + mu * buf
+        else:
+            g = buf
+    pn = p - lr * g
+    theta[i] = pn
+    upd[i] = pn - p
+    return pn
+
+
+@kernel
+def rmsprop_element(i, theta, grad, upd, state, lr, mu, wd, alpha, oma, eps, use_wd, use_mom, centered,
+                    coef, vclip):
+    # g += wd·p;  v = α·v + (1−α)·g²;  centered: ḡ = ḡ + (1−α)(g − ḡ), avg = √(v − ḡ²) + ε
+    # else avg = √v + ε;  momentum: buf = μ·buf + g/avg, p −= lr·buf;  else p −= lr·g/avg
+    p = theta[i]
+    g = clipped(grad[i], coef, vclip)
+    if use_wd:
+        g = g + wd * p
+        grad[i] = grad[i] + wd * p
+    v = alpha * state[0, i] + oma * g * g
+    state[0, i] = v
+    if centered:
+        ga = state[1, i]
+        ga = ga + oma * (g - ga)
+        state[1, i] = ga
+        avg = math.sqrt(v - ga * ga) + eps
+    else:
+        avg = math.sqrt(v) + eps
+    if use_mom:
+        buf = mu * state[2, i] + g / avg
+        state[2, i] = buf
+        pn = p - lr * buf
+    else:
+        pn = p - lr * (g / avg)
+    theta[i] = pn
+    upd[i] = pn - p
+    return pn
+
+
+@kernel
+def adam_element(i, theta, grad, upd, state, step_size, bc2_sqrt, shrink, wd, b2, omb1, omb2, eps,
+                 decoupled, use_wd, amsgrad, coef, vclip):
+    # Adam:  g += wd·p (coupled)          AdamW:  p *= 1 − lr·wd (decoupled, before the moments)
+    # m = m + (1−β1)(g − m);  v = β2·v + (1−β2)·g²;  amsgrad: v̂ = max(v̂, v)
+    # p −= (lr/(1−β1ᵗ)) · m / (√v(or √v̂) / √(1−β2ᵗ) + ε)
+    p0 = theta[i]
+    p = p0
+    g = clipped(grad[i], coef, vclip)
+    if use_wd:
+        if decoupled:
+            p = p * shrink
+        else:
             g = g + wd * p
             grad[i] = grad[i] + wd * p
-        if use_mom:
-            if t == 1:
-                buf = g
-            else:
-                buf = mu * state[0, i] + damp * g
-            state[0, i] = buf
-            if nesterov:
-                g = g + mu * buf
-            else:
-                g = buf
-        pn = p - lr * g
-        theta[i] = pn
-        upd[i] = pn - p
+    m = state[0, i]
+    m = m + omb1 * (g - m)
+    state[0, i] = m
+    v = state[1, i] * b2 + omb2 * g * g
+    state[1, i] = v
+    if amsgrad:
+        vmax = v if v > state[2, i] else state[2, i]  # Python's max(v̂, v), spelled out for numba.cuda
+        state[2, i] = vmax
+        denom = math.sqrt(vmax) / bc2_sqrt + eps
+    else:
+        denom = math.sqrt(v) / bc2_sqrt + eps
+    pn = p - step_size * (m / denom)
+    theta[i] = pn
+    upd[i] = pn - p0
+    return pn
+
+
+# ---- the CPU kernels: one pass over the flat vector
+
+@kernel
+def sgd_step(theta, grad, upd, state, hd, t, coef, vclip):
+    lr, mu, wd, damp = hd[LR], hd[MOMENTUM], hd[WEIGHT_DECAY], hd[ONE_MINUS_DAMPENING]
+    use_wd, use_mom, nesterov = hd[WEIGHT_DECAY] != 0, hd[MOMENTUM] != 0, hd[NESTEROV] != 0
+    ok = True
+    for i in range(theta.shape[0]):
+        pn = sgd_element(i, theta, grad, upd, state, lr, mu, wd, use_wd, use_mom, nesterov, damp, t == 1,
+                         coef, vclip)
         if not math.isfinite(pn):
             ok = False
     return ok
@@ -85,41 +155,12 @@ def sgd_step(theta, grad, upd, state, hd, t, coef, vclip):
 
 @kernel
 def rmsprop_step(theta, grad, upd, state, hd, t, coef, vclip):
-    # g += wd·p;  v = α·v + (1−α)·g²;  centered: ḡ = ḡ + (1−α)(g − ḡ), avg = √(v − ḡ²) + ε
-    # else avg = √v + ε;  momentum: buf = μ·buf + g/avg, p −= lr·buf;  else p −= lr·g/avg
-    lr = hd[LR]
-    mu = hd[MOMENTUM]
-    wd = hd[WEIGHT_DECAY]
-    alpha = hd[ALPHA]
-    oma = hd[ONE_MINUS_ALPHA]
-    eps = hd[EPS]
-    use_wd = hd[WEIGHT_DECAY] != 0
-    use_mom = hd[MOMENTUM] > 0
-    centered = hd[CENTERED] != 0
+    lr, mu, wd, alpha, oma, eps = hd[LR], hd[MOMENTUM], hd[WEIGHT_DECAY], hd[ALPHA], hd[ONE_MINUS_ALPHA], hd[EPS]
+    use_wd, use_mom, centered = hd[WEIGHT_DECAY] != 0, hd[MOMENTUM] > 0, hd[CENTERED] != 0
     ok = True
     for i in range(theta.shape[0]):
-        p = theta[i]
-        g = clipped(grad[i], coef, vclip)
-        if use_wd:
-            g = g + wd * p
-            grad[i] = grad[i] + wd * p
-        v = alpha * state[0, i] + oma * g * g
-        state[0, i] = v
-        if centered:
-            ga = state[1, i]
-            ga = ga + oma * (g - ga)
-            state[1, i] = ga
-            avg = math.sqrt(v - ga * ga) + eps
-        else:
-            avg = math.sqrt(v) + eps
-        if use_mom:
-            buf = mu * state[2, i] + g / avg
-            state[2, i] = buf
-            pn = p - lr * buf
-        else:
-            pn = p - lr * (g / avg)
-        theta[i] = pn
-        upd[i] = pn - p
+        pn = rmsprop_element(i, theta, grad, upd, state, lr, mu, wd, alpha, oma, eps, use_wd, use_mom, centered,
+                             coef, vclip)
         if not math.isfinite(pn):
             ok = False
     return ok
@@ -127,50 +168,17 @@ def rmsprop_step(theta, grad, upd, state, hd, t, coef, vclip):
 
 @kernel
 def adam_step(theta, grad, upd, state, hp, hd, sc, t, coef, vclip):
-    # Adam:  g += wd·p (coupled)          AdamW:  p *= 1 − lr·wd (decoupled, before the moments)
-    # m = m + (1−β1)(g − m);  v = β2·v + (1−β2)·g²;  amsgrad: v̂ = max(v̂, v)
-    # p −= (lr/(1−β1ᵗ)) · m / (√v(or √v̂) / √(1−β2ᵗ) + ε)
-    bc1 = 1.0 - hp[BETA1] ** t
-    bc2 = 1.0 - hp[BETA2] ** t
-    sc[0] = hp[LR] / bc1
-    sc[1] = math.sqrt(bc2)
+    # the step-dependent scalars in float64, as torch's Python floats, then cast to the run dtype
+    sc[0] = hp[LR] / (1.0 - hp[BETA1] ** t)
+    sc[1] = math.sqrt(1.0 - hp[BETA2] ** t)
     sc[2] = 1.0 - hp[LR] * hp[WEIGHT_DECAY]
-    step_size = sc[0]
-    bc2_sqrt = sc[1]
-    shrink = sc[2]
-    wd = hd[WEIGHT_DECAY]
-    b2 = hd[BETA2]
-    omb1 = hd[ONE_MINUS_BETA1]
-    omb2 = hd[ONE_MINUS_BETA2]
-    eps = hd[EPS]
-    decoupled = hp[DECOUPLED] != 0
-    use_wd = hp[WEIGHT_DECAY] != 0
-    amsgrad = hp[AMSGRAD] != 0
+    step_size, bc2_sqrt, shrink = sc[0], sc[1], sc[2]
+    wd, b2, omb1, omb2, eps = hd[WEIGHT_DECAY], hd[BETA2], hd[ONE_MINUS_BETA1], hd[ONE_MINUS_BETA2], hd[EPS]
+    decoupled, use_wd, amsgrad = hp[DECOUPLED] != 0, hp[WEIGHT_DECAY] != 0, hp[AMSGRAD] != 0
     ok = True
     for i in range(theta.shape[0]):
-        p0 = theta[i]
-        p = p0
-        g = clipped(grad[i], coef, vclip)
-        if use_wd:
-            if decoupled:
-                p = p * shrink
-            else:
-                g = g + wd * p
-                grad[i] = grad[i] + wd * p
-        m = state[0, i]
-        m = m + omb1 * (g - m)
-        state[0, i] = m
-        v = state[1, i] * b2 + omb2 * g * g
-        state[1, i] = v
-        if amsgrad:
-            vmax = max(state[2, i], v)
-            state[2, i] = vmax
-            denom = math.sqrt(vmax) / bc2_sqrt + eps
-        else:
-            denom = math.sqrt(v) / bc2_sqrt + eps
-        pn = p - step_size * (m / denom)
-        theta[i] = pn
-        upd[i] = pn - p0
+        pn = adam_element(i, theta, grad, upd, state, step_size, bc2_sqrt, shrink, wd, b2, omb1, omb2, eps,
+                          decoupled, use_wd, amsgrad, coef, vclip)
         if not math.isfinite(pn):
             ok = False
     return ok
