@@ -3,14 +3,16 @@
 Environment switches:
 - ``MINIREG_CUDA_TPB`` threads per block of the 1-D kernels (a power of two, 1..1024; default 256).
   The 2-D tiled kernels use TILE x TILE threads with TILE = 2**floor(log2(TPB)/2) (16 for 256, 2
-  for 4 or 8). The tests use a tiny value so that a few rows already span several blocks.
+  for 4 or 8), each computing REG x REG outputs. The tests use a tiny value so that a few rows
+  already span several blocks.
 - ``MINIREG_CUDA_CHECK_EVERY`` steps launched between two reads of the divergence flag (each read
   synchronizes the host with the device; default 256). Steps launched after the diverging one are
   no-ops on the device, so this only bounds the wasted launches.
 - ``MINIREG_NUMBA_CACHE=0`` turns off the on-disk cache, as for the CPU kernels. The cache is also
-  off whenever MINIREG_CUDA_TPB is not the default: TPB, TILE and KD are globals compiled into the
-  kernels, and numba's cache key holds a kernel's bytecode, closure cells and signature but not the
-  values of the globals it reads, so a kernel cached under one TPB would be loaded under another.
+  off whenever MINIREG_CUDA_TPB is not the default: TPB, TILE, KD, BT and CW are globals compiled
+  into the kernels, and numba's cache key holds a kernel's bytecode, closure cells and signature
+  but not the values of the globals it reads, so a kernel cached under one TPB would be loaded
+  under another.
 
 Shapes of shared and local arrays must be compile-time constants in numba.cuda, hence module-level
 constants rather than arguments. Their dtype comes from an array argument (``dtype=theta.dtype``),
@@ -51,6 +53,15 @@ TILE = 1 << (TPB.bit_length() - 1) // 2          # TILE * TILE <= TPB
 # depth of the shared-memory X tile of the one-output (row-dot) kernel: TPB x KD elements, at most
 # 32 KiB in float64 (48 KiB is the static shared-memory limit of a block)
 KD = max(1, min(TILE, 4096 // TPB))
+KD1 = KD + 1  # rows of that tile padded by one (a shape must be a global, not an expression)
+# the tiled matrix kernels: each thread keeps a REG x REG micro-tile of outputs in registers
+# (rows ty + m*TILE, columns tx + n*TILE), so a block covers BT x BT outputs (64 x 64 at the
+# default) and every value read from shared memory feeds REG multiply-adds instead of one
+REG = 4
+BT = TILE * REG
+BT1 = BT + 1  # a padded row of BT
+# the one-output weight gradient: CW consecutive columns per block, TPB // CW row lanes
+CW = min(32, TPB)
 CHECK_EVERY = _positive_int("MINIREG_CUDA_CHECK_EVERY", 256)
 CACHE = os.environ.get("MINIREG_NUMBA_CACHE", "1") != "0" and TPB == _DEFAULT_TPB
 

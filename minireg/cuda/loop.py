@@ -36,7 +36,7 @@ from ..kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, N_SCALAR_COLS, TR
 from . import models as M
 from . import optimizers as OPT
 from . import reduce as R
-from ._config import CHECK_EVERY, TILE, TPB
+from ._config import BT, CHECK_EVERY, CW, TILE, TPB
 
 # grid-stride kernels never need more blocks than this
 _MAX_BLOCKS = 4096
@@ -142,13 +142,19 @@ class Context:
         self.d_lpart_eval = cuda.to_device(np.zeros(_cdiv(m, TPB), self.dtype))
         self.n_state = n_state
         self.d_srows = None
+        # what the optimizer kernels get for the trace arrays when they record nothing
+        dummy2 = cuda.device_array((1, 1), self.dtype)
+        self.no_trace = (cuda.device_array((1, N_SCALAR_COLS), self.dtype), dummy2, dummy2, dummy2,
+                         cuda.device_array((1, 1, 1), self.dtype))
+        self.d_srows_or_dummy = cuda.to_device(np.zeros(1, np.int64))
         self.trace_rows = 0
         self.d_tr = None
         self.bound = True
 
     def segments(self, B, fi, fo):
-        """(number of row segments, rows per segment) of the weight-gradient kernels for B rows."""
-        out_blocks = _cdiv(fi, TILE) * _cdiv(fo, TILE)
+        """(number of row segments, rows per segment) of the weight-gradient kernel of a layer for
+        B rows: grad_one_output when fo == 1, else grad_weights."""
+        out_blocks = _cdiv(fi, CW) if fo == 1 else _cdiv(fi, BT) * _cdiv(fo, BT)
         nseg = max(1, min(_cdiv(self.target_blocks, out_blocks), _cdiv(B, self.seg_min), 65535))
         seg_rows = _cdiv(_cdiv(B, nseg), TILE) * TILE
         return _cdiv(B, seg_rows), seg_rows
@@ -164,7 +170,7 @@ class Context:
             st = cuda.device_array((rows, max(S, 1), P), self.dtype)
             sr = np.zeros(max(S, 1), np.int64)
             sr[:S] = srows
-            self.d_srows = cuda.to_device(sr)
+            self.d_srows = self.d_srows_or_dummy = cuda.to_device(sr)
         else:
             vec, st = (None, None, None), None
         self.d_tr = (scal, *vec, st)
@@ -178,7 +184,7 @@ class Context:
         c, th, fl, sz = self.d_c, self.d_theta, self.d_flag, self.sizes
         for k in range(self.L - 1):
             fi, fo = sz[k], sz[k + 1]
-            M.forward_hidden[(_cdiv(B, TILE), _cdiv(fo, TILE)), (TILE, TILE)](
+            M.forward_hidden[(_cdiv(B, BT), _cdiv(fo, BT)), (TILE, TILE)](
                 fl, t, d_X, idx, start, B, acts, aoff[k - 1] if k else -1, aoff[k], th, self.woff[k],
                 self.boff[k], fi, fo, self.act, c)
         k = self.L - 1
@@ -192,22 +198,25 @@ class Context:
             fi, fo = sz[k], sz[k + 1]
             a_in = aoff[k - 1] if k else -1
             nseg, seg_rows = self.segments(B, fi, fo)
-            grid = (_cdiv(fo, TILE), _cdiv(fi, TILE), nseg)
             lend = l1_end if k == 0 else 0
-            if nseg == 1:
-                M.grad_weights[grid, (TILE, TILE)](
-                    fl, t, self.d_X, idx, start, B, self.d_acts, a_in, self.d_deltas, aoff[k], fi, fo, seg_rows,
-                    self.d_grad, self.woff[k], self.boff[k], 0, th, self.woff[k], l1, lend, c)
+            if nseg == 1:  # the sums go straight into the gradient, L1 included
+                out, w_base, b_base, stride, lend_here = self.d_grad, self.woff[k], self.boff[k], 0, lend
+            else:  # per-segment partials, then reduce_segments adds them in order (and L1)
+                out, w_base, b_base, stride, lend_here = self.d_part, 0, fi * fo, fi * fo + fo, 0
+            if fo == 1:
+                M.grad_one_output[(_cdiv(fi, CW), nseg), TPB](
+                    fl, t, self.d_X, idx, start, B, self.d_acts, a_in, self.d_deltas, aoff[k], fi, seg_rows, out,
+                    w_base, b_base, stride, th, self.woff[k], l1, lend_here, c)
             else:
-                stride = fi * fo + fo
-                M.grad_weights[grid, (TILE, TILE)](
+                M.grad_weights[(_cdiv(fo, BT), _cdiv(fi, BT), nseg), (TILE, TILE)](
                     fl, t, self.d_X, idx, start, B, self.d_acts, a_in, self.d_deltas, aoff[k], fi, fo, seg_rows,
-                    self.d_part, 0, fi * fo, stride, th, self.woff[k], l1, 0, c)
+                    out, w_base, b_base, stride, th, self.woff[k], l1, lend_here, c)
+            if nseg > 1:
                 M.reduce_segments[min(_cdiv(stride, TPB), _MAX_BLOCKS), TPB](
                     fl, t, self.d_part, nseg, stride, fi, fo, self.d_grad, self.woff[k], self.boff[k], th, l1,
                     lend, c)
             if k > 0:
-                M.delta_prev[(_cdiv(B, TILE), _cdiv(fi, TILE)), (TILE, TILE)](
+                M.delta_prev[(_cdiv(B, BT), _cdiv(fi, BT)), (TILE, TILE)](
                     fl, t, B, self.d_deltas, aoff[k], self.d_acts, aoff[k - 1], th, self.woff[k], fi, fo,
                     self.act, c)
 
@@ -293,18 +302,24 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
                                     e - 1 if (full_batch and e > 0) else -1, ctx.d_grad, clip_norm, vclip,
                                     ctx.d_dsc, c_d)
             lr_d = sched_d[k, 0]
+            rec = traced and t % every == 0
+            # a full trace's row is written by the optimizer kernel itself; trace="norms" needs the
+            # norms (block reductions over P) of record_scalars
+            orow = row - row_in if (rec and full) else -1
+            tr_args = (orow, *(d_tr if full else ctx.no_trace), ctx.d_srows_or_dummy, S)
             if opt_code == O.SGD:
                 OPT.sgd_step[opt_grid, TPB](fl, t, ctx.d_theta, ctx.d_grad, ctx.d_upd, ctx.d_state, ctx.d_pold,
-                                            int(traced), ctx.d_hd, lr_d, ctx.d_dsc, vclip)
+                                            int(traced), ctx.d_hd, lr_d, ctx.d_dsc, vclip, *tr_args)
             elif opt_code == O.RMSPROP:
                 OPT.rmsprop_step[opt_grid, TPB](fl, t, ctx.d_theta, ctx.d_grad, ctx.d_upd, ctx.d_state,
-                                                ctx.d_pold, int(traced), ctx.d_hd, lr_d, ctx.d_dsc, vclip)
+                                                ctx.d_pold, int(traced), ctx.d_hd, lr_d, ctx.d_dsc, vclip, *tr_args)
             else:
                 OPT.adam_step[opt_grid, TPB](fl, t, ctx.d_theta, ctx.d_grad, ctx.d_upd, ctx.d_state, ctx.d_pold,
                                              int(traced), ctx.d_hd, sched_d[k, 1], sched_d[k, 2], sched_d[k, 3],
-                                             decoupled, use_wd, amsgrad, ctx.d_dsc, vclip)
-            if traced and t % every == 0:
-                _record(ctx, d_tr, t, row - row_in, lr_d, full, S)
+                                             decoupled, use_wd, amsgrad, ctx.d_dsc, vclip, lr_d, *tr_args)
+            if rec:
+                if not full:
+                    _record(ctx, d_tr, t, row - row_in, lr_d, False, S)
                 row += 1
             t += 1
             since_check += 1

@@ -8,24 +8,27 @@ every kernel takes ``a_in < 0`` to mean "read X through idx", else the offset of
 layer's outputs in ``acts``.
 
 - ``forward_hidden``: Z = act(A·W + b), a tiled matrix product in shared memory (TILE x TILE
-  threads per output tile, the shared dimension in chunks of TILE) with the bias and the
-  activation fused into the store.
+  threads per BT x BT output tile, each thread a REG x REG micro-tile held in registers, the
+  shared dimension in chunks of TILE) with the bias and the activation fused into the store.
 - ``forward_out``: the one-output layer (fo = 1): one row per thread over a (TPB x KD) shared tile
   of A, fused with the loss: residual, per-row loss, dL/dpred into ``deltas`` and the block's sum
   of row losses into ``lpart``.
-- ``grad_weights``: gW = Aᵀ·D and gb = Σ_rows D (tiled over the batch rows), split into segments
-  of rows when the output is too small to fill the GPU; ``reduce_segments`` then adds the segment
-  partials in segment order. L1's subgradient is added to the finished W1 sum, as on the CPU.
+- ``grad_weights``: gW = Aᵀ·D and gb = Σ_rows D (tiled over the batch rows like the forward),
+  split into segments of rows when the output is too small to fill the GPU; ``reduce_segments``
+  then adds the segment partials in segment order. L1's subgradient is added to the finished W1
+  sum, as on the CPU. ``grad_one_output`` is the same for a one-output layer, whose gradient is a
+  matrix-vector product: CW columns per block, the rows of a segment split over TPB/CW lanes.
 - ``delta_prev``: Δ_prev = (D·Wᵀ) ⊙ f'(A_prev), tiled like the forward.
 
-Every dot product runs over its shared index in increasing order starting from 0, as the CPU
-kernels do, so the forward values, the deltas and, when a batch is one segment, the gradients
-are the CPU's to the last bit in the simulator (on a GPU, up to NVVM's FMA contraction). Every
+Every dot product of the forward pass and of the deltas runs over its shared index in increasing
+order starting from 0, as the CPU kernels do, so those values are the CPU's to the last bit in the
+simulator (on a GPU, up to NVVM's FMA contraction). Weight gradients are sums over the batch rows
+in another order (row segments; lanes of grad_one_output), equal to the CPU's up to rounding. Every
 kernel first checks the divergence flag and does nothing in the steps after a diverging one.
 """
 from numba import cuda
 
-from ._config import KD, TILE, TPB, kernel
+from ._config import BT, BT1, CW, KD, KD1, REG, TILE, TPB, kernel
 from .activations import activate, derivative_from_output
 from .losses import dloss_of_residual, loss_of_residual
 from .reduce import block_sum, imin, skip_step
@@ -33,38 +36,58 @@ from .reduce import block_sum, imin, skip_step
 
 @kernel
 def forward_hidden(dflag, t, X, idx, start, B, acts, a_in, a_out, theta, woff, boff, fi, fo, act, c):
-    """acts[a_out + r*fo + j] = act(Σ_i A[r, i]·W[i, j] + b[j]). Grid (ceil(B/TILE), ceil(fo/TILE)),
-    block (TILE, TILE): x runs over output columns j, y over rows r."""
+    """acts[a_out + r*fo + j] = act(Σ_i A[r, i]·W[i, j] + b[j]). Grid (ceil(B/BT), ceil(fo/BT)),
+    block (TILE, TILE): thread (tx, ty) computes rows r0 + ty + m·TILE and columns j0 + tx + n·TILE
+    (m, n < REG), the shared dimension in chunks of TILE."""
     if skip_step(dflag, t):
         return
-    As = cuda.shared.array((TILE, TILE), dtype=theta.dtype)
-    Ws = cuda.shared.array((TILE, TILE), dtype=theta.dtype)
+    As = cuda.shared.array((BT, TILE), dtype=theta.dtype)
+    Ws = cuda.shared.array((TILE, BT), dtype=theta.dtype)
+    acc = cuda.local.array((REG, REG), dtype=theta.dtype)
+    av = cuda.local.array(REG, dtype=theta.dtype)
+    wv = cuda.local.array(REG, dtype=theta.dtype)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    r = cuda.blockIdx.x * TILE + ty
-    j = cuda.blockIdx.y * TILE + tx
-    s = c[0]
+    r0 = cuda.blockIdx.x * BT
+    j0 = cuda.blockIdx.y * BT
+    for m in range(REG):
+        for n in range(REG):
+            acc[m, n] = c[0]
     for k0 in range(0, fi, TILE):
         k = k0 + tx
-        if r < B and k < fi:
-            if a_in < 0:
-                As[ty, tx] = X[idx[start + r], k]
+        for m in range(REG):  # A rows, along the shared dimension (consecutive threads, consecutive k)
+            r = r0 + ty + m * TILE
+            if r < B and k < fi:
+                if a_in < 0:
+                    As[ty + m * TILE, tx] = X[idx[start + r], k]
+                else:
+                    As[ty + m * TILE, tx] = acts[a_in + r * fi + k]
             else:
-                As[ty, tx] = acts[a_in + r * fi + k]
-        else:
-            As[ty, tx] = c[0]
+                As[ty + m * TILE, tx] = c[0]
         kw = k0 + ty
-        if kw < fi and j < fo:
-            Ws[ty, tx] = theta[woff + kw * fo + j]
-        else:
-            Ws[ty, tx] = c[0]
+        for n in range(REG):  # W rows (consecutive threads, consecutive j)
+            j = j0 + tx + n * TILE
+            if kw < fi and j < fo:
+                Ws[ty, tx + n * TILE] = theta[woff + kw * fo + j]
+            else:
+                Ws[ty, tx + n * TILE] = c[0]
         cuda.syncthreads()
         for kk in range(imin(TILE, fi - k0)):
-            s += As[ty, kk] * Ws[kk, tx]
+            for m in range(REG):
+                av[m] = As[ty + m * TILE, kk]
+            for n in range(REG):
+                wv[n] = Ws[kk, tx + n * TILE]
+            for m in range(REG):
+                for n in range(REG):
+                    acc[m, n] += av[m] * wv[n]
         cuda.syncthreads()
-    if r < B and j < fo:
-        z = s + theta[boff + j]  # bias after the product, as torch's addmm
-        acts[a_out + r * fo + j] = activate(act, z, c)
+    for m in range(REG):
+        r = r0 + ty + m * TILE
+        for n in range(REG):
+            j = j0 + tx + n * TILE
+            if r < B and j < fo:
+                z = acc[m, n] + theta[boff + j]  # bias after the product, as torch's addmm
+                acts[a_out + r * fo + j] = activate(act, z, c)
 
 
 @kernel
@@ -75,7 +98,7 @@ def forward_out(dflag, t, X, idx, start, B, acts, a_in, theta, woff, boff, fi, y
     ``lpart[part0 + blockIdx.x]``."""
     if skip_step(dflag, t):
         return
-    Xs = cuda.shared.array((TPB, KD), dtype=theta.dtype)
+    Xs = cuda.shared.array((TPB, KD1), dtype=theta.dtype)  # +1: row r's column kk in bank (r·(KD+1)+kk)
     Ws = cuda.shared.array(KD, dtype=theta.dtype)
     Ls = cuda.shared.array(TPB, dtype=theta.dtype)
     tid = cuda.threadIdx.x
@@ -118,58 +141,133 @@ def grad_weights(dflag, t, X, idx, start, B, acts, a_in, deltas, d_off, fi, fo, 
                  b_base, seg_stride, theta, woff, l1, l1_end, c):
     """Σ over the rows of segment blockIdx.z of A[r, i]·D[r, j] (into out[w_base + seg*seg_stride +
     i*fo + j]) and of D[r, j] (into out[b_base + seg*seg_stride + j], by the blocks of the first row
-    tile). Grid (ceil(fo/TILE), ceil(fi/TILE), segments), block (TILE, TILE): x runs over j, y over i.
+    tile). Grid (ceil(fo/BT), ceil(fi/BT), segments), block (TILE, TILE): thread (tx, ty) computes
+    i = i0 + ty + m·TILE, j = j0 + tx + n·TILE (m, n < REG), the rows in chunks of TILE.
     With one segment ``out`` is the gradient itself and L1 is added here (theta indices < l1_end)."""
     if skip_step(dflag, t):
         return
-    As = cuda.shared.array((TILE, TILE), dtype=theta.dtype)
-    Ds = cuda.shared.array((TILE, TILE), dtype=theta.dtype)
+    As = cuda.shared.array((TILE, BT), dtype=theta.dtype)
+    Ds = cuda.shared.array((TILE, BT), dtype=theta.dtype)
+    acc = cuda.local.array((REG, REG), dtype=theta.dtype)
+    bacc = cuda.local.array(REG, dtype=theta.dtype)
+    av = cuda.local.array(REG, dtype=theta.dtype)
+    dv = cuda.local.array(REG, dtype=theta.dtype)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    i0 = cuda.blockIdx.y * TILE
-    i = i0 + ty
-    j = cuda.blockIdx.x * TILE + tx
+    i0 = cuda.blockIdx.y * BT
+    j0 = cuda.blockIdx.x * BT
     seg = cuda.blockIdx.z
     rs = seg * seg_rows
     re = imin(B, rs + seg_rows)
     do_bias = cuda.blockIdx.y == 0 and ty == 0
-    acc = c[0]
-    bacc = c[0]
+    for m in range(REG):
+        bacc[m] = c[0]
+        for n in range(REG):
+            acc[m, n] = c[0]
     for r0 in range(rs, re, TILE):
         rr = r0 + ty
-        ia = i0 + tx
-        if rr < re and ia < fi:
-            if a_in < 0:
-                As[ty, tx] = X[idx[start + rr], ia]
+        for m in range(REG):  # A rows (consecutive threads, consecutive i)
+            ia = i0 + tx + m * TILE
+            if rr < re and ia < fi:
+                if a_in < 0:
+                    As[ty, tx + m * TILE] = X[idx[start + rr], ia]
+                else:
+                    As[ty, tx + m * TILE] = acts[a_in + rr * fi + ia]
             else:
-                As[ty, tx] = acts[a_in + rr * fi + ia]
-        else:
-            As[ty, tx] = c[0]
-        if rr < re and j < fo:
-            Ds[ty, tx] = deltas[d_off + rr * fo + j]
-        else:
-            Ds[ty, tx] = c[0]
+                As[ty, tx + m * TILE] = c[0]
+        for n in range(REG):
+            j = j0 + tx + n * TILE
+            if rr < re and j < fo:
+                Ds[ty, tx + n * TILE] = deltas[d_off + rr * fo + j]
+            else:
+                Ds[ty, tx + n * TILE] = c[0]
         cuda.syncthreads()
-        nr = imin(TILE, re - r0)
-        for q in range(nr):
-            acc += As[q, ty] * Ds[q, tx]
-        if do_bias:
-            for q in range(nr):
-                bacc += Ds[q, tx]
+        for q in range(imin(TILE, re - r0)):
+            for m in range(REG):
+                av[m] = As[q, ty + m * TILE]
+            for n in range(REG):
+                dv[n] = Ds[q, tx + n * TILE]
+            for m in range(REG):
+                for n in range(REG):
+                    acc[m, n] += av[m] * dv[n]
+            if do_bias:
+                for n in range(REG):
+                    bacc[n] += dv[n]
         cuda.syncthreads()
     base = seg * seg_stride
-    if i < fi and j < fo:
-        p = i * fo + j
-        g = acc
-        if woff + p < l1_end:
-            w = theta[woff + p]
-            if w > 0:
-                g += l1
-            elif w < 0:
-                g -= l1
-        out[w_base + base + p] = g
-    if do_bias and j < fo:
-        out[b_base + base + j] = bacc
+    for m in range(REG):
+        i = i0 + ty + m * TILE
+        for n in range(REG):
+            j = j0 + tx + n * TILE
+            if i < fi and j < fo:
+                p = i * fo + j
+                g = acc[m, n]
+                if woff + p < l1_end:
+                    w = theta[woff + p]
+                    if w > 0:
+                        g += l1
+                    elif w < 0:
+                        g -= l1
+                out[w_base + base + p] = g
+    if do_bias:
+        for n in range(REG):
+            j = j0 + tx + n * TILE
+            if j < fo:
+                out[b_base + base + j] = bacc[n]
+
+
+@kernel
+def grad_one_output(dflag, t, X, idx, start, B, acts, a_in, deltas, d_off, fi, seg_rows, out, w_base, b_base,
+                    seg_stride, theta, woff, l1, l1_end, c):
+    """grad_weights of a one-output layer (fo = 1: the linear model, the last layer of an MLP),
+    where the tiles of grad_weights would be all padding: Σ over the rows of segment blockIdx.y of
+    A[r, i]·D[r] and of D[r]. Grid (ceil(fi/CW), segments), block TPB threads: CW consecutive
+    columns (a warp reads CW consecutive values of a row) times TPB/CW row lanes; lane l sums rows
+    rs + l, rs + l + TPB/CW, ... and the lanes' sums are added in lane order."""
+    if skip_step(dflag, t):
+        return
+    sh = cuda.shared.array(TPB, dtype=theta.dtype)
+    shb = cuda.shared.array(TPB, dtype=theta.dtype)
+    tid = cuda.threadIdx.x
+    lane = tid % CW
+    rl = tid // CW
+    nl = TPB // CW
+    i = cuda.blockIdx.x * CW + lane
+    seg = cuda.blockIdx.y
+    rs = seg * seg_rows
+    re = imin(B, rs + seg_rows)
+    do_bias = cuda.blockIdx.x == 0 and lane == 0
+    acc = c[0]
+    bacc = c[0]
+    for r in range(rs + rl, re, nl):
+        dr = deltas[d_off + r]
+        if i < fi:
+            if a_in < 0:
+                acc += X[idx[start + r], i] * dr
+            else:
+                acc += acts[a_in + r * fi + i] * dr
+        if do_bias:
+            bacc += dr
+    sh[tid] = acc
+    shb[tid] = bacc
+    cuda.syncthreads()
+    if rl == 0:
+        s = c[0]
+        sb = c[0]
+        for q in range(nl):
+            s += sh[q * CW + lane]
+            sb += shb[q * CW + lane]
+        base = seg * seg_stride
+        if i < fi:
+            if woff + i < l1_end:
+                w = theta[woff + i]
+                if w > 0:
+                    s += l1
+                elif w < 0:
+                    s -= l1
+            out[w_base + base + i] = s
+        if do_bias:
+            out[b_base + base] = sb
 
 
 @kernel
@@ -198,33 +296,51 @@ def reduce_segments(dflag, t, part, nseg, seg_stride, fi, fo, grad, woff, boff, 
 @kernel
 def delta_prev(dflag, t, B, deltas, d_off, acts, a_off, theta, woff, fi, fo, act, c):
     """deltas[a_off + r*fi + i] = (Σ_j D[r, j]·W[i, j]) · f'(acts[a_off + r*fi + i]) with D at
-    deltas[d_off:]. Grid (ceil(B/TILE), ceil(fi/TILE)), block (TILE, TILE): x runs over i, y over r."""
+    deltas[d_off:]. Grid (ceil(B/BT), ceil(fi/BT)), block (TILE, TILE): thread (tx, ty) computes
+    rows r0 + ty + m·TILE and units i0 + tx + n·TILE (m, n < REG), j in chunks of TILE."""
     if skip_step(dflag, t):
         return
-    Ds = cuda.shared.array((TILE, TILE), dtype=theta.dtype)
-    Ws = cuda.shared.array((TILE, TILE), dtype=theta.dtype)
+    Ds = cuda.shared.array((BT, TILE), dtype=theta.dtype)
+    # Wt[jj, ii] = W[i0 + ii, j0 + jj]; the row padding keeps the transposing stores conflict-free
+    Wt = cuda.shared.array((TILE, BT1), dtype=theta.dtype)
+    acc = cuda.local.array((REG, REG), dtype=theta.dtype)
+    dv = cuda.local.array(REG, dtype=theta.dtype)
+    wv = cuda.local.array(REG, dtype=theta.dtype)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    i0 = cuda.blockIdx.y * TILE
-    r = cuda.blockIdx.x * TILE + ty
-    i = i0 + tx
-    iw = i0 + ty
-    acc = c[0]
+    r0 = cuda.blockIdx.x * BT
+    i0 = cuda.blockIdx.y * BT
+    for m in range(REG):
+        for n in range(REG):
+            acc[m, n] = c[0]
     for j0 in range(0, fo, TILE):
         jd = j0 + tx
-        if r < B and jd < fo:
-            Ds[ty, tx] = deltas[d_off + r * fo + jd]
-        else:
-            Ds[ty, tx] = c[0]
-        # Ws[jj, ii] = W[i0 + ii, j0 + jj], read along the rows of W (consecutive threads, consecutive j)
-        if iw < fi and jd < fo:
-            Ws[tx, ty] = theta[woff + iw * fo + jd]
-        else:
-            Ws[tx, ty] = c[0]
+        for m in range(REG):  # D rows (consecutive threads, consecutive j)
+            r = r0 + ty + m * TILE
+            if r < B and jd < fo:
+                Ds[ty + m * TILE, tx] = deltas[d_off + r * fo + jd]
+            else:
+                Ds[ty + m * TILE, tx] = c[0]
+        for n in range(REG):  # W rows i, read along j (consecutive threads, consecutive j)
+            iw = i0 + ty + n * TILE
+            if iw < fi and jd < fo:
+                Wt[tx, ty + n * TILE] = theta[woff + iw * fo + jd]
+            else:
+                Wt[tx, ty + n * TILE] = c[0]
         cuda.syncthreads()
         for q in range(imin(TILE, fo - j0)):
-            acc += Ds[ty, q] * Ws[q, tx]
+            for m in range(REG):
+                dv[m] = Ds[ty + m * TILE, q]
+            for n in range(REG):
+                wv[n] = Wt[q, tx + n * TILE]
+            for m in range(REG):
+                for n in range(REG):
+                    acc[m, n] += dv[m] * wv[n]
         cuda.syncthreads()
-    if r < B and i < fi:
-        q = a_off + r * fi + i
-        deltas[q] = acc * derivative_from_output(act, acts[q], c)
+    for m in range(REG):
+        r = r0 + ty + m * TILE
+        for n in range(REG):
+            i = i0 + tx + n * TILE
+            if r < B and i < fi:
+                q = a_off + r * fi + i
+                deltas[q] = acc[m, n] * derivative_from_output(act, acts[q], c)

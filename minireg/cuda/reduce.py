@@ -123,6 +123,26 @@ def mean_loss(dflag, t, lpart, nparts, nd, out, e, c):
         out[e] = total / nd
 
 
+@device
+def record_element(i, row, p_old, grad, upd, state, tr_params, tr_grad, tr_update, tr_state, srows, n_state):
+    """Parameter i's entries of a full trace row: params before the step, grad, update, the used
+    state rows (the optimizer kernels call this for each parameter of a recorded step)."""
+    tr_params[row, i] = p_old
+    tr_grad[row, i] = grad[i]
+    tr_update[row, i] = upd[i]
+    for s in range(n_state):
+        tr_state[row, s, i] = state[srows[s], i]
+
+
+@device
+def record_step(row, tr_scalars, dsc, lr):
+    """The scalar columns of a full trace row that the step itself knows (its norms are taken from
+    the stored rows afterwards, as on the CPU)."""
+    tr_scalars[row, COL_LOSS] = dsc[DSC_LOSS]
+    tr_scalars[row, COL_LR] = lr
+    tr_scalars[row, COL_CLIPPED] = dsc[DSC_CLIPPED]
+
+
 @kernel
 def record_scalars(dflag, t, row, tr_scalars, dsc, lr, with_norms, pold, grad, upd, c):
     """The scalar columns of step t's trace row. with_norms (trace="norms"): also the norms of the
@@ -141,20 +161,16 @@ def record_scalars(dflag, t, row, tr_scalars, dsc, lr, with_norms, pold, grad, u
             tr_scalars[row, COL_UPDATE_NORM] = math.sqrt(u2)
             tr_scalars[row, COL_PARAM_NORM] = math.sqrt(p2)
     if cuda.threadIdx.x == 0:
-        tr_scalars[row, COL_LOSS] = dsc[DSC_LOSS]
-        tr_scalars[row, COL_LR] = lr
-        tr_scalars[row, COL_CLIPPED] = dsc[DSC_CLIPPED]
+        record_step(row, tr_scalars, dsc, lr)
 
 
 @kernel
 def record_vectors(dflag, t, row, tr_params, tr_grad, tr_update, tr_state, srows, n_state, pold, grad, upd,
                    state):
-    """The vector columns of step t's trace row: params before, grad, update, the used state rows."""
+    """The vector columns of step t's trace row from the device buffers, which no later step
+    touched: a diverging step that was not a recorded one gets its row after the fact."""
     if skip_step(dflag, t):
         return
     for i in range(cuda.grid(1), grad.shape[0], cuda.gridsize(1)):
-        tr_params[row, i] = pold[i]
-        tr_grad[row, i] = grad[i]
-        tr_update[row, i] = upd[i]
-        for s in range(n_state):
-            tr_state[row, s, i] = state[srows[s], i]
+        record_element(i, row, pold[i], grad, upd, state, tr_params, tr_grad, tr_update, tr_state, srows,
+                       n_state)
