@@ -8,6 +8,7 @@ tests/cuda_sim_cases.py (not collected by default) and run here in subprocesses,
 row segments. The same processes record every kernel signature they launch; a third process,
 without the simulator, compiles exactly those for a real GPU (PTX needs no GPU, only NVVM), which
 checks the numba.cuda typing and lowering that the simulator (plain Python) never exercises.
+Where a CUDA GPU is present, the same cases also run on it, without the simulator.
 """
 import json
 import os
@@ -112,10 +113,31 @@ def test_every_launched_kernel_compiles_for_a_real_gpu(simulator_runs):
     r = subprocess.run([sys.executable, "-c", _COMPILE, *found], cwd=ROOT, env=_clean_env(),
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-10000:] + r.stderr[-10000:]
-    for kernel in ("forward_hidden", "forward_out", "grad_weights", "reduce_segments", "delta_prev",
+    for kernel in ("forward_hidden", "forward_out", "grad_weights", "grad_one_output", "reduce_segments", "delta_prev",
                    "sgd_step", "rmsprop_step", "adam_step", "loss_and_clip", "mean_loss",
                    "record_scalars", "record_vectors"):
         assert kernel in r.stdout, f"{kernel} was never launched by the simulator tests: {r.stdout}"
+
+
+def _gpu_available():
+    r = subprocess.run([sys.executable, "-c", "from numba import cuda; print(cuda.is_available())"], cwd=ROOT,
+                       env=_clean_env(), capture_output=True, text=True, timeout=300)
+    return r.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("tpb", ["256", "4"])
+def test_cuda_backend_matches_cpu_step_by_step_on_a_real_gpu(tpb):
+    """The simulator's cases on the GPU itself (real compiled kernels, NVVM's FMA contraction, real
+    concurrency), at the default launch geometry and at 4 threads per block; skipped without a GPU
+    (CI has none)."""
+    if not _gpu_available():
+        pytest.skip("no CUDA GPU here (the simulator test above covers the kernels' logic)")
+    env = _clean_env() if tpb == "256" else _clean_env(MINIREG_CUDA_TPB=tpb)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CASES)], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=1800)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, f"GPU run (MINIREG_CUDA_TPB={tpb}) failed (exit {r.returncode}):\n{out[-20000:]}"
+    assert " passed" in out and " skipped" not in out, out[-5000:]
 
 
 def _run_without_simulator(code):

@@ -34,6 +34,8 @@ def require_gpu():
     except Exception:  # a broken driver install: report it like a missing one
         ok = False
     if ok:
+        if not simulated():
+            _require_working_target()
         return
     reason = ""
     try:
@@ -63,3 +65,24 @@ def train_epochs_cuda(ctx, *args):
     effects), keeping the data and buffers on the device in ``ctx`` across calls."""
     from .loop import train_epochs_cuda as _run
     return _run(ctx, *args)
+
+
+def _require_working_target():
+    """numba's CUDA target imports its lowering registries on the first compile; a numba-cuda
+    release that predates the installed NumPy fails there, deep inside numba (numba-cuda 0.30.4
+    with NumPy 2.5: ``np.row_stack`` is gone). Import them now, so the user gets what to do
+    before anything is compiled or copied to the device."""
+    try:
+        import numba.cuda.cudaimpl  # noqa: F401
+    except (AttributeError, ImportError) as e:
+        import numpy
+        try:
+            from importlib.metadata import version
+            target = f"numba-cuda {version('numba-cuda')}"
+        except Exception:
+            target = "numba's built-in numba.cuda"
+        raise ValueError(
+            f"device='cuda': {target} does not work with the installed NumPy {numpy.__version__} "
+            f"({type(e).__name__}: {e}). Install a NumPy release that your CUDA target supports "
+            "(for numba-cuda 0.30: pip install \"numpy<2.5\") or a newer numba-cuda, or train on the "
+            "CPU with device='cpu'.") from e
