@@ -172,6 +172,35 @@ def test_cuda_without_a_gpu_or_the_simulator_says_what_to_do():
         assert needle in msg, f"{needle!r} missing from: {msg}"
 
 
+def test_a_cuda_target_that_cannot_load_with_this_numpy_says_what_to_do():
+    # numba-cuda 0.30.4 with NumPy 2.5 (seen on a GPU machine): the target's first compile imports
+    # numba.cuda.cudaimpl, which fails on np.row_stack; train() must say so before compiling
+    code = (
+        "import builtins\n"
+        "from numba import cuda\n"
+        "cuda.is_available = lambda: True\n"
+        "real_import = builtins.__import__\n"
+        "def fake(name, *a, **k):\n"
+        "    if name == 'numba.cuda.cudaimpl':\n"
+        "        raise AttributeError(\"module 'numpy' has no attribute 'row_stack'\")\n"
+        "    return real_import(name, *a, **k)\n"
+        "builtins.__import__ = fake\n"
+        "import minireg\n"
+        "from minireg import datasets\n"
+        "X, y = datasets.linear_1d()\n"
+        "try:\n"
+        "    minireg.train(X, y, device='cuda')\n"
+        "except ValueError as e:\n"
+        "    print('VALUEERROR', e)\n"
+    )
+    r = _run_without_simulator(code)
+    assert r.returncode == 0, r.stderr
+    msg = r.stdout
+    assert msg.startswith("VALUEERROR"), msg + r.stderr
+    for needle in ("row_stack", "NumPy", 'pip install "numpy<2.5"', "numba-cuda", "device='cpu'"):
+        assert needle in msg, f"{needle!r} missing from: {msg}"
+
+
 def test_unknown_device_is_refused():
     import minireg
     from minireg import datasets
