@@ -6,13 +6,13 @@ The derivatives use the activation's output exactly as PyTorch's backward kernel
 """
 import math
 
-from ._jit import kernel
+from ._jit import element
 
 IDENTITY, RELU, TANH, SIGMOID = 0, 1, 2, 3
 CODES = {"identity": IDENTITY, "relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
 
 
-@kernel
+@element
 def activate(code, z, c):
     """a = f(z). relu keeps NaN as NaN (torch's ``x <= 0 ? 0 : x``), so divergence stays visible."""
     if code == RELU:
@@ -24,7 +24,7 @@ def activate(code, z, c):
     return z
 
 
-@kernel
+@element
 def derivative_from_output(code, a, c):
     """f'(z) written in terms of a = f(z)."""
     if code == RELU:

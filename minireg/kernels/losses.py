@@ -6,13 +6,13 @@ With r = pred - y over a batch of B rows (one output, so numel = B):
   mae    l = |r|                                        dL/dpred = (1/B)·sign(r), exactly 0 at r = 0
 (torch aten/src/ATen/native/cpu/PointwiseOpsKernel.cpp: mse_backward, huber_backward; l1 via sgn.)
 """
-from ._jit import kernel
+from ._jit import element
 
 MSE, HUBER, MAE = 0, 1, 2
 CODES = {"mse": MSE, "huber": HUBER, "mae": MAE}
 
 
-@kernel
+@element
 def loss_of_residual(code, r, delta, c):
     """Per-row loss l(r)."""
     if code == MSE:
@@ -25,7 +25,7 @@ def loss_of_residual(code, r, delta, c):
     return a
 
 
-@kernel
+@element
 def dloss_of_residual(code, r, delta, c):
     """dl/dr, before the 1/B of the mean: 2r, clip(r, −δ, δ), sign(r)."""
     if code == MSE:

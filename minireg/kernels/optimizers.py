@@ -17,7 +17,7 @@ run dtype, used in the elementwise arithmetic so float32 runs stay float32. Step
 """
 import math
 
-from ._jit import kernel
+from ._jit import element, kernel
 
 SGD, RMSPROP, ADAM = 0, 1, 2
 
@@ -35,7 +35,7 @@ STATE_NAMES = {
 }
 
 
-@kernel
+@element
 def clipped(g, coef, vclip):
     """coef·g, then clamped to ±vclip when vclip > 0."""
     g = g * coef
@@ -51,7 +51,7 @@ def clipped(g, coef, vclip):
 # these same functions as device functions); each updates theta[i], upd[i], the state rows at i and
 # grad[i] (which keeps the unclipped gradient plus coupled weight decay), and returns the new value.
 
-@kernel
+@element
 def sgd_element(i, theta, grad, upd, state, lr, mu, wd, use_wd, use_mom, nesterov, damp, first, coef, vclip):
     # g += wd·p;  buf = g (first step, no dampening) | μ·buf + (1−τ)·g;  g = g + μ·buf (nesterov) | buf
     # p −= lr·g
@@ -76,7 +76,7 @@ def sgd_element(i, theta, grad, upd, state, lr, mu, wd, use_wd, use_mom, nestero
     return pn
 
 
-@kernel
+@element
 def rmsprop_element(i, theta, grad, upd, state, lr, mu, wd, alpha, oma, eps, use_wd, use_mom, centered,
                     coef, vclip):
     # g += wd·p;  v = α·v + (1−α)·g²;  centered: ḡ = ḡ + (1−α)(g − ḡ), avg = √(v − ḡ²) + ε
@@ -106,7 +106,7 @@ def rmsprop_element(i, theta, grad, upd, state, lr, mu, wd, alpha, oma, eps, use
     return pn
 
 
-@kernel
+@element
 def adam_element(i, theta, grad, upd, state, step_size, bc2_sqrt, shrink, wd, b2, omb1, omb2, eps,
                  decoupled, use_wd, amsgrad, coef, vclip):
     # Adam:  g += wd·p (coupled)          AdamW:  p *= 1 − lr·wd (decoupled, before the moments)
@@ -174,7 +174,19 @@ def adam_step(theta, grad, upd, state, hp, hd, sc, t, coef, vclip):
     sc[2] = 1.0 - hp[LR] * hp[WEIGHT_DECAY]
     step_size, bc2_sqrt, shrink = sc[0], sc[1], sc[2]
     wd, b2, omb1, omb2, eps = hd[WEIGHT_DECAY], hd[BETA2], hd[ONE_MINUS_BETA1], hd[ONE_MINUS_BETA2], hd[EPS]
-    decoupled, use_wd, amsgrad = hp[DECOUPLED] != 0, hp[WEIGHT_DECAY] != 0, hp[AMSGRAD] != 0
+    decoupled, amsgrad = hp[DECOUPLED] != 0, hp[AMSGRAD] != 0
+    # weight decay as a constant of each loop: a run-time flag around the store into grad made the
+    # loop 4x slower (950 vs 246 ns for 31 parameters)
+    if hp[WEIGHT_DECAY] != 0:
+        return _adam_loop(theta, grad, upd, state, step_size, bc2_sqrt, shrink, wd, b2, omb1, omb2, eps,
+                          decoupled, True, amsgrad, coef, vclip)
+    return _adam_loop(theta, grad, upd, state, step_size, bc2_sqrt, shrink, wd, b2, omb1, omb2, eps,
+                      decoupled, False, amsgrad, coef, vclip)
+
+
+@element
+def _adam_loop(theta, grad, upd, state, step_size, bc2_sqrt, shrink, wd, b2, omb1, omb2, eps, decoupled, use_wd,
+               amsgrad, coef, vclip):
     ok = True
     for i in range(theta.shape[0]):
         pn = adam_element(i, theta, grad, upd, state, step_size, bc2_sqrt, shrink, wd, b2, omb1, omb2, eps,
