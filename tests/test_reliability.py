@@ -624,3 +624,39 @@ def test_kernels_stay_in_bounds_under_numba_boundscheck(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "BOUNDSCHECK-OK" in proc.stdout
+
+
+def test_cached_kernels_are_dropped_when_any_kernel_source_changes(tmp_path, monkeypatch):
+    """numba keys a cached function by its own file; a kernel that inlines code from another file
+    would load stale machine code after that file changed. _jit.drop_stale_cache removes this
+    package's cache entries when the digest of the kernel sources differs from the one stored."""
+    from types import SimpleNamespace
+
+    from minireg.kernels import _jit
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    ours = cache / "loop.train_epochs-94.py311.nbi", cache / "loop.train_epochs-94.py311.1.nbc"
+    theirs = cache / "someone_else.f-3.py311.nbi"
+    for f in (*ours, theirs):
+        f.write_bytes(b"x")
+    (cache / _jit._STAMP).write_text("an older digest")
+    disp = SimpleNamespace(_cache=SimpleNamespace(_cache_path=str(cache)))
+    monkeypatch.setattr(_jit, "_checked", set())
+    monkeypatch.setattr(_jit, "CACHE", True)
+
+    assert _jit.drop_stale_cache(disp) is disp
+    assert not any(f.exists() for f in ours), "stale entries of minireg's kernels were kept"
+    assert theirs.exists(), "an entry of another module was removed"
+    assert (cache / _jit._STAMP).read_text() == _jit._sources_digest()
+
+    # same sources (another process, or the next import): what was compiled since is kept
+    for f in ours:
+        f.write_bytes(b"y")
+    monkeypatch.setattr(_jit, "_checked", set())
+    _jit.drop_stale_cache(disp)
+    assert all(f.exists() for f in ours)
+    # a kernel source edited since: its digest differs, the entries go
+    monkeypatch.setattr(_jit, "_checked", set())
+    monkeypatch.setattr(_jit, "_digest", ["a digest of edited sources"])
+    _jit.drop_stale_cache(disp)
+    assert not any(f.exists() for f in ours)

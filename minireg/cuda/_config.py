@@ -76,7 +76,8 @@ def kernel(fn):
     differ from the CPU's in the last bits, as do sums that the GPU reduces in a tree (batch loss,
     norms, row segments of a large batch).
     """
-    return cuda.jit(cache=CACHE)(fn)
+    from ..kernels._jit import drop_stale_cache
+    return drop_stale_cache(cuda.jit(cache=CACHE)(fn))
 
 
 def device(fn):
