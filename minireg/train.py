@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from . import _validate as V
+from ._prefault import Prefault
 from .controls import EarlyStopping, Plateau, Scaler, epoch_lrs, split_validation
 from .kernels import activations, losses, optimizers as O
 from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, COL_GRAD_NORM, COL_PARAM_NORM, \
@@ -307,9 +308,17 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         else:
             lrs = np.array([plateau.lr]) if plateau else lrs_all[e0:e0 + ne]
             lr_history[e0:e0 + ne] = lrs
-        t, row, diverged_at = run_epochs(
-            Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt, (lrs, step_lrs is not None, power, l1_end, cd),
-            c, work, order, shuffled, e0, ne, bs, t, row, trace_arrays, history, val)
+        # the rows this call can write get their pages faulted in on a helper thread meanwhile
+        prefault = Prefault(trace_arrays[2:8], row, row + -(-ne * steps_per_epoch // trace_every) + 1) \
+            if trace is not False else None
+        try:
+            t, row, diverged_at = run_epochs(
+                Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt,
+                (lrs, step_lrs is not None, power, l1_end, cd), c, work, order, shuffled, e0, ne, bs, t, row,
+                trace_arrays, history, val)
+        finally:
+            if prefault is not None:
+                prefault.stop()
         if diverged_at >= 0:
             done = diverged_at // steps_per_epoch
             break

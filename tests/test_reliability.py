@@ -660,3 +660,53 @@ def test_cached_kernels_are_dropped_when_any_kernel_source_changes(tmp_path, mon
     monkeypatch.setattr(_jit, "_digest", ["a digest of edited sources"])
     _jit.drop_stale_cache(disp)
     assert not any(f.exists() for f in ours)
+
+
+def test_prefault_populates_trace_rows_without_touching_their_contents():
+    """minireg._prefault faults in the pages of rows r0..r1 on a helper thread while the kernel
+    writes them: the rows it covers must then be resident, and what the writer put there (before,
+    during or after) must be exactly what is read back."""
+    import resource
+    import threading
+
+    from minireg import _prefault
+
+    if _prefault._madvise() is None:
+        pytest.skip("madvise(MADV_POPULATE_WRITE) is not available here")
+    rows, width = 4096, 512                       # 16 MiB of float64 per array
+    arrays = [np.empty((rows, width)) for _ in range(2)]
+    arrays[0][:8] = 7.0                           # written before: must survive populating
+    written = threading.Event()
+
+    def writer():                                 # writes while the helper populates
+        for r in range(8, 64):
+            arrays[0][r] = r
+            arrays[1][r] = -r
+        written.set()
+
+    w = threading.Thread(target=writer)
+    pf = _prefault.Prefault(arrays, 0, rows // 2)
+    w.start()
+    w.join()
+    pf._thread.join()                             # let it finish (train() stops it when the kernel returns)
+    pf.stop()
+    if not _prefault._state["supported"]:
+        pytest.skip("this kernel refused MADV_POPULATE_WRITE")
+    assert written.is_set()
+    assert pf.populated >= 2 * (rows // 2) * width * 8 - 2 * _prefault.CHUNK
+    np.testing.assert_array_equal(arrays[0][:8], 7.0)
+    np.testing.assert_array_equal(arrays[0][8:64, 0], np.arange(8, 64))
+    np.testing.assert_array_equal(arrays[1][8:64, -1], -np.arange(8, 64))
+    # the populated half takes (almost) no page faults when written; the other half does
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    arrays[0][64:rows // 2] = 1.0
+    covered = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    arrays[0][rows // 2:] = 1.0
+    uncovered = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    # (huge pages or not: 8 MiB take at least 4 faults unless populated)
+    assert uncovered >= 4 and covered < uncovered / 2, (covered, uncovered)
+    # too little to be worth a thread: nothing is started
+    small = _prefault.Prefault([np.empty((10, 10))], 0, 10)
+    assert small._thread is None
+    small.stop()

@@ -18,7 +18,7 @@ Returns (steps done so far, trace rows written so far, diverging step or -1).
 """
 import math
 
-from ._jit import kernel
+from ._jit import element, kernel
 from .losses import dloss_of_residual, loss_of_residual
 from .models import backward, forward
 from .optimizers import optimizer_step
@@ -91,6 +91,22 @@ def _clip_factor(grad, cd, c):
     return coef, clipped
 
 
+@element
+def _record_row(row, pold, grad, upd, state, srows, tr_params, tr_grad, tr_update, tr_state):
+    """A full trace row: one pass over the parameters for params, grad and update, one per state row
+    (explicit loops on row views: numba's slice assignment costs more than these copies at P ~ 10)."""
+    p_row, g_row, u_row = tr_params[row], tr_grad[row], tr_update[row]
+    for i in range(pold.shape[0]):
+        p_row[i] = pold[i]
+        g_row[i] = grad[i]
+        u_row[i] = upd[i]
+    for s in range(srows.shape[0]):
+        s_row = tr_state[row, s]
+        src = state[srows[s]]
+        for i in range(src.shape[0]):
+            s_row[i] = src[i]
+
+
 @kernel
 def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order, shuffled,
                  epoch0, n_epochs, batch_size, t, row, trace, history, val):
@@ -141,11 +157,7 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
                     tr_scalars[row, COL_UPDATE_NORM] = math.sqrt(_sq_norm(upd, c))
                     tr_scalars[row, COL_PARAM_NORM] = math.sqrt(_sq_norm(pold, c))
                 else:
-                    tr_params[row, :] = pold
-                    tr_grad[row, :] = grad
-                    tr_update[row, :] = upd
-                    for s in range(srows.shape[0]):
-                        tr_state[row, s, :] = state[srows[s]]
+                    _record_row(row, pold, grad, upd, state, srows, tr_params, tr_grad, tr_update, tr_state)
                 row += 1
             t += 1
             if bad:
