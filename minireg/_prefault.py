@@ -12,11 +12,12 @@ kernel to populate the pages of the rows that call will write (``madvise(MADV_PO
 Linux 5.14+), a chunk at a time, in row order, so the kernel finds them ready. Populating never
 changes what a page holds, so it is harmless when the kernel gets to a page first. Elsewhere (other
 systems, older kernels, a failing call) the helper does nothing and the kernel faults the pages in
-itself, as before.
+itself, as before. ``MINIREG_PREFAULT=0`` in the environment turns the helper off.
 """
 import ctypes
 import ctypes.util
 import mmap
+import os
 import sys
 import threading
 
@@ -67,7 +68,8 @@ class Prefault:
         self._thread = None
         self.populated = 0
         ranges = _row_ranges(arrays, r0, r1)
-        if sum(hi - lo for lo, hi in ranges) < min_bytes or _madvise() is None:
+        if (sum(hi - lo for lo, hi in ranges) < min_bytes or os.environ.get("MINIREG_PREFAULT", "1") == "0"
+                or _madvise() is None):
             return
         self._ranges = ranges
         self._thread = threading.Thread(target=self._run, name="minireg-prefault", daemon=True)

@@ -706,7 +706,13 @@ def test_prefault_populates_trace_rows_without_touching_their_contents():
     uncovered = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     # (huge pages or not: 8 MiB take at least 4 faults unless populated)
     assert uncovered >= 4 and covered < uncovered / 2, (covered, uncovered)
-    # too little to be worth a thread: nothing is started
+    # too little to be worth a thread, or switched off: nothing is started
     small = _prefault.Prefault([np.empty((10, 10))], 0, 10)
     assert small._thread is None
     small.stop()
+    import os
+    os.environ["MINIREG_PREFAULT"] = "0"
+    try:
+        assert _prefault.Prefault(arrays, 0, rows)._thread is None
+    finally:
+        del os.environ["MINIREG_PREFAULT"]
