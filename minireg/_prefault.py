@@ -72,8 +72,12 @@ class Prefault:
                 or _madvise() is None):
             return
         self._ranges = ranges
-        self._thread = threading.Thread(target=self._run, name="minireg-prefault", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="minireg-prefault", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no more threads to be had: the kernel faults the pages in itself
+            return
+        self._thread = thread
 
     def _run(self):
         madvise = _madvise()

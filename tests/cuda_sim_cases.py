@@ -273,6 +273,15 @@ def test_mlp_every_activation_and_loss(act, loss):
          **OPTIMIZERS[opt], **LOSSES[loss])
 
 
+def test_layers_wider_than_a_block_tile():
+    # d = 9 and widths 9 and 17 exceed a block's BT x BT outputs and grad_one_output's CW columns
+    # (8 and 4 at MINIREG_CUDA_TPB=4): every kernel runs blocks at non-zero row/column offsets
+    X, y = _data(n=13, d=9)
+    both(X, y, model="mlp", hidden=(9, 17), activation="tanh", epochs=2, batch_size=6, optimizer="adam", lr=0.02,
+         weight_decay=0.01)
+    both(X, y, epochs=2, batch_size=6, optimizer="sgd", lr=0.05, momentum=0.9, l1=0.01)
+
+
 # ------------------------------------------------------------------------------------------------
 # batches, controls, schedules
 

@@ -201,6 +201,13 @@ def test_a_cuda_target_that_cannot_load_with_this_numpy_says_what_to_do():
         assert needle in msg, f"{needle!r} missing from: {msg}"
 
 
+def test_threads_per_block_beyond_what_the_kernels_fit_is_refused():
+    for bad in ("512", "96", "0"):
+        r = subprocess.run([sys.executable, "-c", "import minireg.cuda._config"], cwd=ROOT,
+                           env=_clean_env(MINIREG_CUDA_TPB=bad), capture_output=True, text=True, timeout=300)
+        assert r.returncode != 0 and "MINIREG_CUDA_TPB" in r.stderr and "between 1 and 256" in r.stderr, r.stderr
+
+
 def test_unknown_device_is_refused():
     import minireg
     from minireg import datasets

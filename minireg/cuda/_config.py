@@ -1,7 +1,9 @@
 """Launch geometry and compile options of the CUDA kernels, read once at import.
 
 Environment switches:
-- ``MINIREG_CUDA_TPB`` threads per block of the 1-D kernels (a power of two, 1..1024; default 256).
+- ``MINIREG_CUDA_TPB`` threads per block of the 1-D kernels (a power of two, 1..256; default 256:
+  above it the float64 tiles outgrow a block's 48 KiB of static shared memory and forward_out's
+  160 registers per thread outgrow the register file).
   The 2-D tiled kernels use TILE x TILE threads with TILE = 2**floor(log2(TPB)/2) (16 for 256, 2
   for 4 or 8), each computing REG x REG outputs. The tests use a tiny value so that a few rows
   already span several blocks.
@@ -31,9 +33,9 @@ def _tpb():
         v = int(raw)
     except ValueError:
         v = -1
-    if v < 1 or v > 1024 or v & (v - 1):
+    if v < 1 or v > _DEFAULT_TPB or v & (v - 1):
         raise ValueError(f"MINIREG_CUDA_TPB={raw!r}: threads per block must be a power of two "
-                         "between 1 and 1024 (e.g. 128 or 256).")
+                         f"between 1 and {_DEFAULT_TPB} (e.g. 64 or 256).")
     return v
 
 
@@ -50,8 +52,8 @@ def _positive_int(name, default):
 
 TPB = _tpb()
 TILE = 1 << (TPB.bit_length() - 1) // 2          # TILE * TILE <= TPB
-# depth of the shared-memory X tile of the one-output (row-dot) kernel: TPB x KD elements, at most
-# 32 KiB in float64 (48 KiB is the static shared-memory limit of a block)
+# depth of the shared-memory X tile of the one-output (row-dot) kernel: TPB x (KD + 1) elements, at
+# most 34 KiB in float64 (48 KiB is the static shared-memory limit of a block)
 KD = max(1, min(TILE, 4096 // TPB))
 KD1 = KD + 1  # rows of that tile padded by one (a shape must be a global, not an expression)
 # the tiled matrix kernels: each thread keeps a REG x REG micro-tile of outputs in registers

@@ -124,9 +124,9 @@ class Context:
         self.target_blocks = 4 * _sm_count()
         self.seg_min = 4 * TILE
         part = 0
-        for k in range(self.L):
-            fi, fo = self.sizes[k], self.sizes[k + 1]
-            nseg, _ = self.segments(bs, fi, fo)
+        for k in range(self.L):  # sized for any batch of at most bs rows (a last, smaller batch can
+            fi, fo = self.sizes[k], self.sizes[k + 1]  # get more segments than bs rows once rounded)
+            nseg = self._max_segments(bs, fi, fo)
             if nseg > 1:
                 part = max(part, nseg * (fi * fo + fo))
         self.d_part = cuda.to_device(np.zeros(max(part, 1), self.dtype))
@@ -151,12 +151,16 @@ class Context:
         self.d_tr = None
         self.bound = True
 
+    def _max_segments(self, B, fi, fo):
+        """Segments wanted for B rows before rounding their rows up to whole tiles: never fewer
+        than segments() gives for B rows, and not decreasing in B, so it bounds every batch <= B."""
+        out_blocks = _cdiv(fi, CW) if fo == 1 else _cdiv(fi, BT) * _cdiv(fo, BT)
+        return max(1, min(_cdiv(self.target_blocks, out_blocks), _cdiv(B, self.seg_min), 65535))
+
     def segments(self, B, fi, fo):
         """(number of row segments, rows per segment) of the weight-gradient kernel of a layer for
         B rows: grad_one_output when fo == 1, else grad_weights."""
-        out_blocks = _cdiv(fi, CW) if fo == 1 else _cdiv(fi, BT) * _cdiv(fo, BT)
-        nseg = max(1, min(_cdiv(self.target_blocks, out_blocks), _cdiv(B, self.seg_min), 65535))
-        seg_rows = _cdiv(_cdiv(B, nseg), TILE) * TILE
+        seg_rows = _cdiv(_cdiv(B, self._max_segments(B, fi, fo)), TILE) * TILE
         return _cdiv(B, seg_rows), seg_rows
 
     def trace_buffers(self, rows, mode, srows):

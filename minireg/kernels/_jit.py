@@ -56,6 +56,8 @@ def _sources():
 def _sources_digest():
     if not _digest:
         h = hashlib.sha256()
+        # numba's cache key does not hold the compile options either: MINIREG_FASTMATH counts
+        h.update(repr(sorted(FASTMATH) if FASTMATH else FASTMATH).encode())
         for path in _sources():
             h.update(os.path.basename(path).encode())
             with open(path, "rb") as f:
@@ -72,8 +74,8 @@ def drop_stale_cache(dispatcher):
     holds the functions it calls from other files (inlined or linked in): after an edit of
     optimizers.py, or a ``git pull`` into an editable install, train_epochs (loop.py, unchanged)
     would load its old code, old optimizer included. A digest of every kernel source (kernels/ and
-    cuda/), kept next to the cache, detects that; the stale entries are then removed and numba
-    compiles them afresh. Runs once per cache folder per process; a folder that cannot be written
+    cuda/) and of the fastmath setting (which numba's key leaves out too), kept next to the cache,
+    detects that; the stale entries are then removed and numba compiles them afresh. Runs once per cache folder per process; a folder that cannot be written
     is left alone (numba then uses its own fallback location)."""
     path = getattr(getattr(dispatcher, "_cache", None), "_cache_path", None)
     if not CACHE or path is None or path in _checked:
