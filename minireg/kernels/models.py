@@ -16,8 +16,8 @@ form vectorizes without reassociating any sum, so results do not depend on the S
 layer works on slice views of the flat buffers (indexing views from 0 lets numba drop its
 negative-index checks, which otherwise block vectorization: measured 10x on a 64x64 layer).
 """
-from ._jit import kernel
-from .activations import activate, derivative_from_output
+from ._jit import element, kernel
+from .activations import IDENTITY, RELU, SIGMOID, TANH, activate, derivative_from_output
 
 
 @kernel
@@ -49,10 +49,28 @@ def forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
                     w = i * fo
                     for j in range(fo):
                         Z[o + j] += a * W[w + j]
-            # bias added after the product, as torch's addmm does
-            for j in range(fo):
-                z = Z[o + j] + b[j]
-                Z[o + j] = activate(act, z, c) if hidden else z
+            # bias added after the product, as torch's addmm does; one loop per activation, so
+            # that each is compiled with its code constant (no dispatch per element)
+            if not hidden or act == IDENTITY:
+                _bias_activate(Z, o, b, fo, IDENTITY, c)
+            elif act == RELU:
+                _bias_activate(Z, o, b, fo, RELU, c)
+            elif act == TANH:
+                _bias_activate(Z, o, b, fo, TANH, c)
+            else:
+                _bias_activate(Z, o, b, fo, SIGMOID, c)
+
+
+@element
+def _bias_activate(Z, o, b, fo, code, c):
+    for j in range(fo):
+        Z[o + j] = activate(code, Z[o + j] + b[j], c)
+
+
+@element
+def _times_derivative(Dp, A, q, fi, code, c):
+    for i in range(fi):
+        Dp[q + i] = Dp[q + i] * derivative_from_output(code, A[q + i], c)
 
 
 @kernel
@@ -103,8 +121,14 @@ def backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas
                     w = j * fi
                     for i in range(fi):
                         Dp[q + i] += d * wt[w + i]
-                for i in range(fi):
-                    Dp[q + i] = Dp[q + i] * derivative_from_output(act, A[q + i], c)
+                if act == RELU:
+                    _times_derivative(Dp, A, q, fi, RELU, c)
+                elif act == TANH:
+                    _times_derivative(Dp, A, q, fi, TANH, c)
+                elif act == SIGMOID:
+                    _times_derivative(Dp, A, q, fi, SIGMOID, c)
+                else:
+                    _times_derivative(Dp, A, q, fi, IDENTITY, c)
 
 
 @kernel
