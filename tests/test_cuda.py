@@ -145,6 +145,26 @@ def _run_without_simulator(code):
                           text=True, timeout=300)
 
 
+_TRAIN_ON_CUDA = (
+    "import minireg\n"
+    "from minireg import datasets\n"
+    "X, y = datasets.linear_1d()\n"
+    "try:\n"
+    "    minireg.train(X, y, device='cuda')\n"
+    "except ValueError as e:\n"
+    "    print('VALUEERROR', e)\n"
+)
+
+
+def _cuda_train_error(prelude=""):
+    """The ValueError that train(device='cuda') raises in a fresh process without the simulator,
+    after running ``prelude`` there."""
+    r = _run_without_simulator(prelude + _TRAIN_ON_CUDA)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("VALUEERROR"), r.stdout + r.stderr
+    return r.stdout
+
+
 def test_importing_minireg_does_not_import_numba_cuda():
     r = _run_without_simulator("import sys, minireg; print('numba.cuda' in sys.modules)")
     assert r.returncode == 0, r.stderr
@@ -155,19 +175,7 @@ def test_cuda_without_a_gpu_or_the_simulator_says_what_to_do():
     r = _run_without_simulator("from numba import cuda; print(cuda.is_available())")
     if r.stdout.strip() == "True":
         pytest.skip("a CUDA GPU is available here")
-    code = (
-        "import minireg\n"
-        "from minireg import datasets\n"
-        "X, y = datasets.linear_1d()\n"
-        "try:\n"
-        "    minireg.train(X, y, device='cuda')\n"
-        "except ValueError as e:\n"
-        "    print('VALUEERROR', e)\n"
-    )
-    r = _run_without_simulator(code)
-    assert r.returncode == 0, r.stderr
-    msg = r.stdout
-    assert msg.startswith("VALUEERROR"), msg + r.stderr
+    msg = _cuda_train_error()
     for needle in ("GPU", "NUMBA_ENABLE_CUDASIM=1", 'pip install -e ".[cuda]"', "numba-cuda", "device='cpu'"):
         assert needle in msg, f"{needle!r} missing from: {msg}"
 
@@ -175,7 +183,7 @@ def test_cuda_without_a_gpu_or_the_simulator_says_what_to_do():
 def test_a_cuda_target_that_cannot_load_with_this_numpy_says_what_to_do():
     # numba-cuda 0.30.4 with NumPy 2.5 (seen on a GPU machine): the target's first compile imports
     # numba.cuda.cudaimpl, which fails on np.row_stack; train() must say so before compiling
-    code = (
+    msg = _cuda_train_error(
         "import builtins\n"
         "from numba import cuda\n"
         "cuda.is_available = lambda: True\n"
@@ -184,19 +192,7 @@ def test_a_cuda_target_that_cannot_load_with_this_numpy_says_what_to_do():
         "    if name == 'numba.cuda.cudaimpl':\n"
         "        raise AttributeError(\"module 'numpy' has no attribute 'row_stack'\")\n"
         "    return real_import(name, *a, **k)\n"
-        "builtins.__import__ = fake\n"
-        "import minireg\n"
-        "from minireg import datasets\n"
-        "X, y = datasets.linear_1d()\n"
-        "try:\n"
-        "    minireg.train(X, y, device='cuda')\n"
-        "except ValueError as e:\n"
-        "    print('VALUEERROR', e)\n"
-    )
-    r = _run_without_simulator(code)
-    assert r.returncode == 0, r.stderr
-    msg = r.stdout
-    assert msg.startswith("VALUEERROR"), msg + r.stderr
+        "builtins.__import__ = fake\n")
     for needle in ("row_stack", "NumPy", 'pip install "numpy<2.5"', "numba-cuda", "device='cpu'"):
         assert needle in msg, f"{needle!r} missing from: {msg}"
 

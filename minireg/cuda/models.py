@@ -28,10 +28,23 @@ kernel first checks the divergence flag and does nothing in the steps after a di
 """
 from numba import cuda
 
-from ._config import BT, BT1, CW, KD, KD1, REG, TILE, TPB, kernel
+from ._config import BT, BT1, CW, KD, KD1, REG, TILE, TPB, device, kernel
 from .activations import activate, derivative_from_output
 from .losses import dloss_of_residual, loss_of_residual
 from .reduce import block_sum, imin, skip_step
+
+
+@device
+def with_l1(g, theta, q, l1, l1_end):
+    """The finished gradient sum g of parameter q plus L1's subgradient l1·sign(theta[q]) when
+    q < l1_end (the W1 entries of a linear model), as the CPU adds it."""
+    if q < l1_end:
+        w = theta[q]
+        if w > 0:
+            return g + l1
+        if w < 0:
+            return g - l1
+    return g
 
 
 @kernel
@@ -201,14 +214,7 @@ def grad_weights(dflag, t, X, idx, start, B, acts, a_in, deltas, d_off, fi, fo, 
             j = j0 + tx + n * TILE
             if i < fi and j < fo:
                 p = i * fo + j
-                g = acc[m, n]
-                if woff + p < l1_end:
-                    w = theta[woff + p]
-                    if w > 0:
-                        g += l1
-                    elif w < 0:
-                        g -= l1
-                out[w_base + base + p] = g
+                out[w_base + base + p] = with_l1(acc[m, n], theta, woff + p, l1, l1_end)
     if do_bias:
         for n in range(REG):
             j = j0 + tx + n * TILE
@@ -259,13 +265,7 @@ def grad_one_output(dflag, t, X, idx, start, B, acts, a_in, deltas, d_off, fi, s
             sb += shb[q * CW + lane]
         base = seg * seg_stride
         if i < fi:
-            if woff + i < l1_end:
-                w = theta[woff + i]
-                if w > 0:
-                    s += l1
-                elif w < 0:
-                    s -= l1
-            out[w_base + base + i] = s
+            out[w_base + base + i] = with_l1(s, theta, woff + i, l1, l1_end)
         if do_bias:
             out[b_base + base] = sb
 
@@ -281,14 +281,7 @@ def reduce_segments(dflag, t, part, nseg, seg_stride, fi, fo, grad, woff, boff, 
         for s in range(nseg):
             acc += part[s * seg_stride + p]
         if p < nw:
-            q = woff + p
-            if q < l1_end:
-                w = theta[q]
-                if w > 0:
-                    acc += l1
-                elif w < 0:
-                    acc -= l1
-            grad[q] = acc
+            grad[woff + p] = with_l1(acc, theta, woff + p, l1, l1_end)
         else:
             grad[boff + p - nw] = acc
 
