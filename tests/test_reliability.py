@@ -674,8 +674,10 @@ def test_prefault_populates_trace_rows_without_touching_their_contents(monkeypat
     monkeypatch.delenv("MINIREG_PREFAULT", raising=False)
     if _prefault._madvise() is None:
         pytest.skip("madvise(MADV_POPULATE_WRITE) is not available here")
+    import mmap
     rows, width = 8192, 512                       # 32 MiB of float64 per array
-    arrays = [np.empty((rows, width)) for _ in range(2)]
+    # fresh anonymous mappings: np.empty may be served from heap memory a previous test touched
+    arrays = [np.frombuffer(mmap.mmap(-1, rows * width * 8), np.float64).reshape(rows, width) for _ in range(2)]
     arrays[0][:8] = 7.0                           # written before: must survive populating
     written = threading.Event()
 
