@@ -141,12 +141,12 @@ class Context:
         self.d_acts_eval = cuda.to_device(np.zeros(max(rows * hid, 1), self.dtype))
         self.d_lpart_eval = cuda.to_device(np.zeros(_cdiv(m, TPB), self.dtype))
         self.n_state = n_state
-        self.d_srows = None
-        # what the optimizer kernels get for the trace arrays when they record nothing
+        # what the optimizer kernels get for the trace arrays when they record nothing (trace_buffers
+        # replaces d_srows by the used state rows of a full trace)
         dummy2 = cuda.device_array((1, 1), self.dtype)
         self.no_trace = (cuda.device_array((1, N_SCALAR_COLS), self.dtype), dummy2, dummy2, dummy2,
                          cuda.device_array((1, 1, 1), self.dtype))
-        self.d_srows_or_dummy = cuda.to_device(np.zeros(1, np.int64))
+        self.d_srows = cuda.to_device(np.zeros(1, np.int64))
         self.trace_rows = 0
         self.d_tr = None
         self.bound = True
@@ -174,7 +174,7 @@ class Context:
             st = cuda.device_array((rows, max(S, 1), P), self.dtype)
             sr = np.zeros(max(S, 1), np.int64)
             sr[:S] = srows
-            self.d_srows = self.d_srows_or_dummy = cuda.to_device(sr)
+            self.d_srows = cuda.to_device(sr)
         else:
             vec, st = (None, None, None), None
         self.d_tr = (scal, *vec, st)
@@ -310,7 +310,7 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
             # a full trace's row is written by the optimizer kernel itself; trace="norms" needs the
             # norms (block reductions over P) of record_scalars
             orow = row - row_in if (rec and full) else -1
-            tr_args = (orow, *(d_tr if full else ctx.no_trace), ctx.d_srows_or_dummy, S)
+            tr_args = (orow, *(d_tr if full else ctx.no_trace), ctx.d_srows, S)
             if opt_code == O.SGD:
                 OPT.sgd_step[opt_grid, TPB](fl, t, ctx.d_theta, ctx.d_grad, ctx.d_upd, ctx.d_state, ctx.d_pold,
                                             int(traced), ctx.d_hd, lr_d, ctx.d_dsc, vclip, *tr_args)

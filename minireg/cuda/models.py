@@ -47,6 +47,23 @@ def with_l1(g, theta, q, l1, l1_end):
     return g
 
 
+@device
+def fill(tile, value):
+    """Every entry of a REG x REG register tile = value."""
+    for m in range(REG):
+        for n in range(REG):
+            tile[m, n] = value
+
+
+@device
+def outer_add(tile, u, v):
+    """tile += u ⊗ v for the REG x REG register tile of a tiled product (one step of its shared
+    index: REG + REG values read from shared memory feed REG·REG multiply-adds)."""
+    for m in range(REG):
+        for n in range(REG):
+            tile[m, n] += u[m] * v[n]
+
+
 @kernel
 def forward_hidden(dflag, t, X, idx, start, B, acts, a_in, a_out, theta, woff, boff, fi, fo, act, c):
     """acts[a_out + r*fo + j] = act(Σ_i A[r, i]·W[i, j] + b[j]). Grid (ceil(B/BT), ceil(fo/BT)),
@@ -63,9 +80,7 @@ def forward_hidden(dflag, t, X, idx, start, B, acts, a_in, a_out, theta, woff, b
     ty = cuda.threadIdx.y
     r0 = cuda.blockIdx.x * BT
     j0 = cuda.blockIdx.y * BT
-    for m in range(REG):
-        for n in range(REG):
-            acc[m, n] = c[0]
+    fill(acc, c[0])
     for k0 in range(0, fi, TILE):
         k = k0 + tx
         for m in range(REG):  # A rows, along the shared dimension (consecutive threads, consecutive k)
@@ -90,9 +105,7 @@ def forward_hidden(dflag, t, X, idx, start, B, acts, a_in, a_out, theta, woff, b
                 av[m] = As[ty + m * TILE, kk]
             for n in range(REG):
                 wv[n] = Ws[kk, tx + n * TILE]
-            for m in range(REG):
-                for n in range(REG):
-                    acc[m, n] += av[m] * wv[n]
+            outer_add(acc, av, wv)
         cuda.syncthreads()
     for m in range(REG):
         r = r0 + ty + m * TILE
@@ -173,10 +186,9 @@ def grad_weights(dflag, t, X, idx, start, B, acts, a_in, deltas, d_off, fi, fo, 
     rs = seg * seg_rows
     re = imin(B, rs + seg_rows)
     do_bias = cuda.blockIdx.y == 0 and ty == 0
-    for m in range(REG):
-        bacc[m] = c[0]
-        for n in range(REG):
-            acc[m, n] = c[0]
+    fill(acc, c[0])
+    for n in range(REG):
+        bacc[n] = c[0]
     for r0 in range(rs, re, TILE):
         rr = r0 + ty
         for m in range(REG):  # A rows (consecutive threads, consecutive i)
@@ -200,9 +212,7 @@ def grad_weights(dflag, t, X, idx, start, B, acts, a_in, deltas, d_off, fi, fo, 
                 av[m] = As[q, ty + m * TILE]
             for n in range(REG):
                 dv[n] = Ds[q, tx + n * TILE]
-            for m in range(REG):
-                for n in range(REG):
-                    acc[m, n] += av[m] * dv[n]
+            outer_add(acc, av, dv)
             if do_bias:
                 for n in range(REG):
                     bacc[n] += dv[n]
@@ -303,9 +313,7 @@ def delta_prev(dflag, t, B, deltas, d_off, acts, a_off, theta, woff, fi, fo, act
     ty = cuda.threadIdx.y
     r0 = cuda.blockIdx.x * BT
     i0 = cuda.blockIdx.y * BT
-    for m in range(REG):
-        for n in range(REG):
-            acc[m, n] = c[0]
+    fill(acc, c[0])
     for j0 in range(0, fo, TILE):
         jd = j0 + tx
         for m in range(REG):  # D rows (consecutive threads, consecutive j)
@@ -326,9 +334,7 @@ def delta_prev(dflag, t, B, deltas, d_off, acts, a_off, theta, woff, fi, fo, act
                 dv[m] = Ds[ty + m * TILE, q]
             for n in range(REG):
                 wv[n] = Wt[q, tx + n * TILE]
-            for m in range(REG):
-                for n in range(REG):
-                    acc[m, n] += dv[m] * wv[n]
+            outer_add(acc, dv, wv)
         cuda.syncthreads()
     for m in range(REG):
         r = r0 + ty + m * TILE

@@ -39,6 +39,17 @@ rmsprop_element = device(_cpu.rmsprop_element.py_func)
 adam_element = device(_cpu.adam_element.py_func)
 
 
+@device
+def finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad, tr_update, tr_state, srows,
+                   n_state):
+    """After parameter i's update (p before, pn after): its entries of the trace row of a recorded
+    step, and the divergence flag when pn is not finite."""
+    if row >= 0:
+        record_element(i, row, p, grad, upd, state, tr_params, tr_grad, tr_update, tr_state, srows, n_state)
+    if not math.isfinite(pn):
+        dflag[0] = t
+
+
 @kernel
 def sgd_step(dflag, t, theta, grad, upd, state, pold, keep_pold, hd, lr, dsc, vclip, row, tr_scalars, tr_params,
              tr_grad, tr_update, tr_state, srows, n_state):
@@ -54,11 +65,8 @@ def sgd_step(dflag, t, theta, grad, upd, state, pold, keep_pold, hd, lr, dsc, vc
             pold[i] = p
         pn = sgd_element(i, theta, grad, upd, state, lr, mu, wd, use_wd, use_mom, nesterov, damp, t == 0,
                          coef, vclip)
-        if row >= 0:
-            record_element(i, row, p, grad, upd, state, tr_params, tr_grad, tr_update, tr_state, srows,
-                           n_state)
-        if not math.isfinite(pn):
-            dflag[0] = t
+        finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad, tr_update, tr_state,
+                       srows, n_state)
     if row >= 0 and cuda.grid(1) == 0:
         record_step(row, tr_scalars, dsc, lr)
 
@@ -77,11 +85,8 @@ def rmsprop_step(dflag, t, theta, grad, upd, state, pold, keep_pold, hd, lr, dsc
             pold[i] = p
         pn = rmsprop_element(i, theta, grad, upd, state, lr, mu, wd, alpha, oma, eps, use_wd, use_mom,
                              centered, coef, vclip)
-        if row >= 0:
-            record_element(i, row, p, grad, upd, state, tr_params, tr_grad, tr_update, tr_state, srows,
-                           n_state)
-        if not math.isfinite(pn):
-            dflag[0] = t
+        finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad, tr_update, tr_state,
+                       srows, n_state)
     if row >= 0 and cuda.grid(1) == 0:
         record_step(row, tr_scalars, dsc, lr)
 
@@ -100,10 +105,7 @@ def adam_step(dflag, t, theta, grad, upd, state, pold, keep_pold, hd, step_size,
             pold[i] = p
         pn = adam_element(i, theta, grad, upd, state, step_size, bc2_sqrt, shrink, wd, b2, omb1, omb2, eps,
                           decoupled, use_wd, amsgrad, coef, vclip)
-        if row >= 0:
-            record_element(i, row, p, grad, upd, state, tr_params, tr_grad, tr_update, tr_state, srows,
-                           n_state)
-        if not math.isfinite(pn):
-            dflag[0] = t
+        finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad, tr_update, tr_state,
+                       srows, n_state)
     if row >= 0 and cuda.grid(1) == 0:
         record_step(row, tr_scalars, dsc, lr)
