@@ -309,8 +309,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
             lrs = np.array([plateau.lr]) if plateau else lrs_all[e0:e0 + ne]
             lr_history[e0:e0 + ne] = lrs
         # the rows this call can write get their pages faulted in on a helper thread meanwhile
-        prefault = Prefault(trace_arrays[2:8], row, row + -(-ne * steps_per_epoch // trace_every) + 1) \
-            if trace is not False else None
+        prefault = Prefault((tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state), row,
+                            row + -(-ne * steps_per_epoch // trace_every) + 1) if trace is not False else None
         try:
             t, row, diverged_at = run_epochs(
                 Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt,
