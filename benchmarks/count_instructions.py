@@ -15,6 +15,7 @@ compiled once outside valgrind first; under valgrind numba sees another CPU, so 
 compiles a second cache entry, which the warm-up run under valgrind does.
 """
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -47,11 +48,17 @@ print("STEPS", r.n_steps)
 """
 
 
+# Python randomizes str hashes per process, which moves the instructions of its start-up and
+# imports by millions from run to run: W3b's per-step figure moved by over 100 between two runs of
+# one commit. A fixed seed gives every run the same start-up work.
+_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
+
+
 def count(script, epochs):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         p = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c",
-                            script, str(epochs)], capture_output=True, text=True, timeout=3600)
+                            script, str(epochs)], capture_output=True, text=True, timeout=3600, env=_ENV)
     m = re.search(r"Collected : (\d+)", p.stderr)
     steps = re.search(r"STEPS (\d+)", p.stdout)
     if p.returncode != 0 or not m or not steps:
