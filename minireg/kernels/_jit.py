@@ -8,6 +8,11 @@ Environment switches (read once, at import):
 
 ``error_model="numpy"``: a division by zero gives inf/NaN (which the loop then reports as divergence)
 instead of raising ZeroDivisionError inside compiled code.
+
+``_nrt=False``: numba's reference counting of arrays is off. The kernels never allocate; they work
+on arrays and views of arrays that the Python caller owns for the whole call. With it on, every
+view and every array passed to another kernel cost an atomic increment and decrement through a
+function pointer, a large share of a small step (a batch-1 linear forward pass took twice as long).
 """
 import hashlib
 import os
@@ -21,10 +26,12 @@ FASTMATH = (
     else False
 )
 
+_OPTIONS = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy", _nrt=False)
+
 
 def kernel(fn):
     """Compile ``fn`` with the project's options (lazily, on first call)."""
-    return drop_stale_cache(njit(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy")(fn))
+    return drop_stale_cache(njit(**_OPTIONS)(fn))
 
 
 def element(fn):
@@ -34,7 +41,7 @@ def element(fn):
     real call that LLVM does not inline, with every array argument passed as a struct: SGD's step
     over W2's 31 parameters ran many times slower with a call per parameter than inlined."""
     return drop_stale_cache(
-        njit(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy", inline="always")(fn))
+        njit(**_OPTIONS, inline="always")(fn))
 
 
 # ---- the on-disk cache across source changes

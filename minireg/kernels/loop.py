@@ -143,7 +143,8 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
                         grad[i] -= l1
             coef, was_clipped = _clip_factor(grad, cd, c)
             if mode != TRACE_OFF:
-                pold[:] = theta
+                for i in range(theta.shape[0]):
+                    pold[i] = theta[i]
             ok = optimizer_step(opt_code, theta, grad, upd, state, hp, hd, sc, t + 1, coef, cd[CD_CLIP_VALUE])
             bad = not (ok and math.isfinite(loss))
             if mode != TRACE_OFF and (t % every == 0 or bad):
