@@ -115,13 +115,19 @@ def _rows_by_four(X, idx, start, B, W, A, Z, k, fi, fo, c0):
                 a0, a1, a2, a3 = X[x0, i], X[x1, i], X[x2, i], X[x3, i]
             else:
                 a0, a1, a2, a3 = A[r * fi + i], A[(r + 1) * fi + i], A[(r + 2) * fi + i], A[(r + 3) * fi + i]
-            w = i * fo
-            for j in range(fo):
-                wj = W[w + j]
-                Z[o0 + j] += a0 * wj
-                Z[o1 + j] += a1 * wj
-                Z[o2 + j] += a2 * wj
-                Z[o3 + j] += a3 * wj
+            _add_to_four_rows(Z, o0, o1, o2, o3, a0, a1, a2, a3, W, i * fo, fo)
+
+
+@element
+def _add_to_four_rows(out, o0, o1, o2, o3, s0, s1, s2, s3, M, w, n):
+    """out[ok + j] += sk · M[w + j] for the four rows k and j < n: one load of M[w + j] for four
+    row updates."""
+    for j in range(n):
+        m = M[w + j]
+        out[o0 + j] += s0 * m
+        out[o1 + j] += s1 * m
+        out[o2 + j] += s2 * m
+        out[o3 + j] += s3 * m
 
 
 @element
@@ -229,13 +235,7 @@ def _grads_by_four(X, idx, start, B, A, D, Dp, gW, gb, wt, k, fi, fo):
             q0, q1, q2, q3 = r * fi, (r + 1) * fi, (r + 2) * fi, (r + 3) * fi
             for j in range(fo):
                 d0, d1, d2, d3 = D[o0 + j], D[o1 + j], D[o2 + j], D[o3 + j]
-                w = j * fi
-                for i in range(fi):
-                    wi = wt[w + i]
-                    Dp[q0 + i] += d0 * wi
-                    Dp[q1 + i] += d1 * wi
-                    Dp[q2 + i] += d2 * wi
-                    Dp[q3 + i] += d3 * wi
+                _add_to_four_rows(Dp, q0, q1, q2, q3, d0, d1, d2, d3, wt, j * fi, fi)
 
 
 @kernel
