@@ -82,8 +82,9 @@ def drop_stale_cache(dispatcher):
     optimizers.py, or a ``git pull`` into an editable install, train_epochs (loop.py, unchanged)
     would load its old code, old optimizer included. A digest of every kernel source (kernels/ and
     cuda/) and of the fastmath setting (which numba's key leaves out too), kept next to the cache,
-    detects that; the stale entries are then removed and numba compiles them afresh. Runs once per cache folder per process; a folder that cannot be written
-    is left alone (numba then uses its own fallback location)."""
+    detects that; the stale entries are then removed and numba compiles them afresh. Runs once per
+    cache folder per process; a folder that cannot be written is left alone (numba then uses its own
+    fallback location)."""
     path = getattr(getattr(dispatcher, "_cache", None), "_cache_path", None)
     if not CACHE or path is None or path in _checked:
         return dispatcher

@@ -98,11 +98,7 @@ def _rows_by_four(X, idx, start, B, W, A, Z, k, fi, fo, c0):
         if fo == 1:  # one output: four dot products kept in registers
             s0 = s1 = s2 = s3 = c0
             for i in range(fi):
-                if k == 0:
-                    a0, a1, a2, a3 = X[x0, i], X[x1, i], X[x2, i], X[x3, i]
-                else:
-                    a0, a1 = A[r * fi + i], A[(r + 1) * fi + i]
-                    a2, a3 = A[(r + 2) * fi + i], A[(r + 3) * fi + i]
+                a0, a1, a2, a3 = _four_inputs(X, A, k, x0, x1, x2, x3, r, fi, i)
                 wi = W[i]
                 s0 += a0 * wi
                 s1 += a1 * wi
@@ -111,11 +107,17 @@ def _rows_by_four(X, idx, start, B, W, A, Z, k, fi, fo, c0):
             Z[r], Z[r + 1], Z[r + 2], Z[r + 3] = s0, s1, s2, s3
             continue
         for i in range(fi):
-            if k == 0:
-                a0, a1, a2, a3 = X[x0, i], X[x1, i], X[x2, i], X[x3, i]
-            else:
-                a0, a1, a2, a3 = A[r * fi + i], A[(r + 1) * fi + i], A[(r + 2) * fi + i], A[(r + 3) * fi + i]
+            a0, a1, a2, a3 = _four_inputs(X, A, k, x0, x1, x2, x3, r, fi, i)
             _add_to_four_rows(Z, o0, o1, o2, o3, a0, a1, a2, a3, W, i * fo, fo)
+
+
+@element
+def _four_inputs(X, A, k, x0, x1, x2, x3, r, fi, i):
+    """Input i of rows r..r+3 of layer k: from the data rows x0..x3 of X for the first layer, else
+    from the previous layer's outputs in A."""
+    if k == 0:
+        return X[x0, i], X[x1, i], X[x2, i], X[x3, i]
+    return A[r * fi + i], A[(r + 1) * fi + i], A[(r + 2) * fi + i], A[(r + 3) * fi + i]
 
 
 @element
@@ -221,10 +223,7 @@ def _grads_by_four(X, idx, start, B, A, D, Dp, gW, gb, wt, k, fi, fo):
         for j in range(fo):
             gb[j] = gb[j] + D[o0 + j] + D[o1 + j] + D[o2 + j] + D[o3 + j]
         for i in range(fi):
-            if k == 0:
-                a0, a1, a2, a3 = X[x0, i], X[x1, i], X[x2, i], X[x3, i]
-            else:
-                a0, a1, a2, a3 = A[r * fi + i], A[(r + 1) * fi + i], A[(r + 2) * fi + i], A[(r + 3) * fi + i]
+            a0, a1, a2, a3 = _four_inputs(X, A, k, x0, x1, x2, x3, r, fi, i)
             if fo == 1:
                 gW[i] = gW[i] + a0 * D[o0] + a1 * D[o1] + a2 * D[o2] + a3 * D[o3]
                 continue
