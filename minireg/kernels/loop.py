@@ -19,6 +19,7 @@ Returns (steps done so far, trace rows written so far, diverging step or -1).
 import math
 
 from ._jit import element, kernel
+from .activations import constants
 from .losses import dloss_of_residual, loss_of_residual
 from .models import backward, forward
 from .optimizers import optimizer_step
@@ -38,11 +39,12 @@ def batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, with_
     nb = sc[3]
     inv_b = c[2] / nb
     s = c[0]
+    cc, delta = constants(c), c[4]
     for r in range(B):
         res = acts[pred_off + r] - y[idx[start + r]]
-        s += loss_of_residual(loss_code, res, c[4], c)
+        s += loss_of_residual(loss_code, res, delta, cc)
         if with_grad:
-            deltas[pred_off + r] = dloss_of_residual(loss_code, res, c[4], c) * inv_b
+            deltas[pred_off + r] = dloss_of_residual(loss_code, res, delta, cc) * inv_b
     return s / nb
 
 
@@ -54,11 +56,12 @@ def dataset_loss(X, y, theta, model, loss_code, c, work, chunk):
     n = X.shape[0]
     pred_off = aoff[aoff.shape[0] - 1]
     s = c[0]
+    cc, delta = constants(c), c[4]
     for start in range(0, n, chunk):
         B = min(chunk, n - start)
         forward(X, ident, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
         for r in range(B):
-            s += loss_of_residual(loss_code, acts[pred_off + r] - y[start + r], c[4], c)
+            s += loss_of_residual(loss_code, acts[pred_off + r] - y[start + r], delta, cc)
     sc[3] = n
     return s / sc[3]
 

@@ -23,7 +23,7 @@ order, exactly as the one-row-at-a-time loop does, so the results are bit-identi
 B % 4 rows go one at a time.
 """
 from ._jit import element, kernel
-from .activations import IDENTITY, RELU, SIGMOID, TANH, activate, derivative_from_output
+from .activations import IDENTITY, RELU, SIGMOID, TANH, activate, constants, derivative_from_output
 
 
 @kernel
@@ -71,18 +71,17 @@ def forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
                 for rb in range(B):
                     Z[rb] = Z[rb] + b0
             else:
+                cc = constants(c)
                 for rb in range(B):
-                    Z[rb] = activate(code, Z[rb] + b0, c)
-            continue
-        for rb in range(B):
-            if code == IDENTITY:
-                _bias_activate(Z, rb * fo, b, fo, IDENTITY, c)
-            elif code == RELU:
-                _bias_activate(Z, rb * fo, b, fo, RELU, c)
-            elif code == TANH:
-                _bias_activate(Z, rb * fo, b, fo, TANH, c)
-            else:
-                _bias_activate(Z, rb * fo, b, fo, SIGMOID, c)
+                    Z[rb] = activate(code, Z[rb] + b0, cc)
+        elif code == IDENTITY:
+            _bias_activate(Z, B, b, fo, IDENTITY, c)
+        elif code == RELU:
+            _bias_activate(Z, B, b, fo, RELU, c)
+        elif code == TANH:
+            _bias_activate(Z, B, b, fo, TANH, c)
+        else:
+            _bias_activate(Z, B, b, fo, SIGMOID, c)
 
 
 @kernel
@@ -124,24 +123,31 @@ def _four_inputs(X, A, k, x0, x1, x2, x3, r, fi, i):
 def _add_to_four_rows(out, o0, o1, o2, o3, s0, s1, s2, s3, M, w, n):
     """out[ok + j] += sk · M[w + j] for the four rows k and j < n: one load of M[w + j] for four
     row updates."""
-    for j in range(n):
-        m = M[w + j]
-        out[o0 + j] += s0 * m
-        out[o1 + j] += s1 * m
-        out[o2 + j] += s2 * m
-        out[o3 + j] += s3 * m
+    z0, z1, z2, z3 = out[o0:o0 + n], out[o1:o1 + n], out[o2:o2 + n], out[o3:o3 + n]
+    m = M[w:w + n]
+    for j in range(n):  # on views indexed from 0: no negative-index fix-up per access
+        mj = m[j]
+        z0[j] += s0 * mj
+        z1[j] += s1 * mj
+        z2[j] += s2 * mj
+        z3[j] += s3 * mj
 
 
 @element
-def _bias_activate(Z, o, b, fo, code, c):
-    for j in range(fo):
-        Z[o + j] = activate(code, Z[o + j] + b[j], c)
+def _bias_activate(Z, B, b, fo, code, c):
+    """Z[r, :] = f(Z[r, :] + b) for the B rows of width fo."""
+    cc = constants(c)
+    for r in range(B):
+        o = r * fo
+        for j in range(fo):
+            Z[o + j] = activate(code, Z[o + j] + b[j], cc)
 
 
 @element
 def _times_derivative(Dp, A, n, code, c):
+    cc = constants(c)
     for p in range(n):
-        Dp[p] = Dp[p] * derivative_from_output(code, A[p], c)
+        Dp[p] = Dp[p] * derivative_from_output(code, A[p], cc)
 
 
 @kernel
