@@ -123,14 +123,12 @@ def _four_inputs(X, A, k, x0, x1, x2, x3, r, fi, i):
 def _add_to_four_rows(out, o0, o1, o2, o3, s0, s1, s2, s3, M, w, n):
     """out[ok + j] += sk · M[w + j] for the four rows k and j < n: one load of M[w + j] for four
     row updates."""
-    z0, z1, z2, z3 = out[o0:o0 + n], out[o1:o1 + n], out[o2:o2 + n], out[o3:o3 + n]
-    m = M[w:w + n]
-    for j in range(n):  # on views indexed from 0: no negative-index fix-up per access
-        mj = m[j]
-        z0[j] += s0 * mj
-        z1[j] += s1 * mj
-        z2[j] += s2 * mj
-        z3[j] += s3 * mj
+    for j in range(n):
+        m = M[w + j]
+        out[o0 + j] += s0 * m
+        out[o1 + j] += s1 * m
+        out[o2 + j] += s2 * m
+        out[o3 + j] += s3 * m
 
 
 @element
