@@ -346,7 +346,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
             "the parameters became NaN/inf; the run stopped there. See result.diverged_at and result.trace.",
             DivergenceWarning, stacklevel=2)
     tr = None
-    if trace is True:  # the kernel leaves the norms of a full trace to be taken from its rows
+    if trace is True and device == "cuda":  # the GPU loop leaves a full trace's norms to its rows
         for col, rows in ((COL_GRAD_NORM, tr_grad), (COL_UPDATE_NORM, tr_update), (COL_PARAM_NORM, tr_params)):
             tr_scalars[:row, col] = np.sqrt(np.einsum("ij,ij->i", rows[:row], rows[:row]))
     if trace is not False:
