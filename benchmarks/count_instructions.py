@@ -2,6 +2,7 @@
 
     python benchmarks/count_instructions.py              # W1, W2, W3b, W4
     python benchmarks/count_instructions.py --only W2
+    python benchmarks/count_instructions.py --trace      # the same runs with trace=True
 
 Wall-clock timings on a shared VM move by 20-50% between runs; instruction counts do not (the same
 binary on the same input executes the same instructions), so this is the measure to compare two
@@ -40,6 +41,7 @@ import numpy as np
 sys.path.insert(0, {repo!r})
 import minireg
 kw, n, d, epochs = {kw!r}, {n}, {d}, int(sys.argv[1])
+kw["trace"] = {trace!r}
 rng = np.random.default_rng(0)
 X = rng.standard_normal((n, d))
 y = np.sin(X @ rng.standard_normal(d) / np.sqrt(d))
@@ -69,6 +71,7 @@ def count(script, epochs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", help="comma-separated workload keys (default: all)")
+    ap.add_argument("--trace", action="store_true", help="count traced runs (trace=True)")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("count_instructions.py needs valgrind (Debian: apt-get install valgrind)")
@@ -76,7 +79,7 @@ def main():
     print(f"{'W':4s} {'instructions/step':>18s} {'steps':>10s}")
     for key in keys:
         kw, n, d, e1, e2 = WORKLOADS[key]
-        script = RUN.format(repo=str(REPO), kw=kw, n=n, d=d)
+        script = RUN.format(repo=str(REPO), kw=kw, n=n, d=d, trace=args.trace)
         subprocess.run([sys.executable, "-c", script, "1"], check=True, capture_output=True)  # compile
         count(script, 1)  # numba under valgrind sees another CPU: compiles (and caches) once more
         i1, s1 = count(script, e1)
