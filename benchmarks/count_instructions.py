@@ -53,7 +53,11 @@ print("STEPS", r.n_steps)
 # Python randomizes str hashes per process, which moves the instructions of its start-up and
 # imports by millions from run to run: W3b's per-step figure moved by over 100 between two runs of
 # one commit. A fixed seed gives every run the same start-up work.
-_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
+# BLAS thread pools spin while they wait for work, and under valgrind how long they spin is up to
+# its thread scheduling: W3b's figure moved between 1,028 and 3,721 across runs of one commit with
+# them. One thread each removes them.
+_ENV = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1"}
 
 
 def count(script, epochs):
