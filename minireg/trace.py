@@ -31,27 +31,28 @@ class Trace:
         self.layout = layout
         self.mode = "full" if mode is True else "norms"
         self.every = every
-        step = np.ascontiguousarray(index[:, 0]).view(_StepColumn)
-        step._trace = self
-        self.step = step
+        self._step = np.ascontiguousarray(index[:, 0])
         self.epoch = index[:, 1]
         self.loss, self.lr, self.grad_norm, self.update_norm, self.param_norm, clipped = scalars.T
         self.clipped = clipped != 0
         self.params, self.grad, self.update = params, grad, update
         self.state = state
 
-    def __setstate__(self, state):
-        # numpy does not pickle the step column's link back to its trace: restore it
-        self.__dict__.update(state)
-        self.step = np.asarray(self.step).view(_StepColumn)
-        self.step._trace = self
+    @property
+    def step(self):
+        # A fresh view per access: the view holds the trace, the trace never holds the view. A stored
+        # view would make a reference cycle, and a trace of hundreds of MB would then be freed only
+        # when Python's cycle collector next runs, not when the last reference to it goes.
+        step = self._step.view(_StepColumn)
+        step._trace = self
+        return step
 
     @property
     def names(self):
         return self.layout.names
 
     def __len__(self):
-        return self.step.shape[0]
+        return self._step.shape[0]
 
     def unflatten(self, flat):
         """Named, layer-shaped views of a flat row (or of a (rows, P) block)."""
@@ -59,9 +60,9 @@ class Trace:
 
     def row_of(self, i):
         """The row index that recorded step ``i``."""
-        rows = np.flatnonzero(np.asarray(self.step) == int(i))
+        rows = np.flatnonzero(self._step == int(i))
         if rows.size == 0:
-            lo, hi = (int(self.step[0]), int(self.step[-1])) if len(self) else (None, None)
+            lo, hi = (int(self._step[0]), int(self._step[-1])) if len(self) else (None, None)
             raise KeyError(
                 f"step {i} was not recorded (recorded steps run {lo}..{hi}, every {self.every}); "
                 "rerun with trace_every=1 to record every step."
@@ -72,7 +73,7 @@ class Trace:
         """One step as a dict: scalars, and named arrays for params/grad/update/state."""
         r = self.row_of(i)
         out = {
-            "step": int(self.step[r]),
+            "step": int(self._step[r]),
             "epoch": int(self.epoch[r]),
             "loss": float(self.loss[r]),
             "lr": float(self.lr[r]),
@@ -94,7 +95,7 @@ class Trace:
         kept = ", ".join(["params", "grad", "update"] + [f"state[{k!r}]" for k in self.state]) \
             if self.params is not None else "norms only"
         return (
-            f"Trace({len(self)} rows: steps {int(self.step[0])}..{int(self.step[-1])} every {self.every}; "
+            f"Trace({len(self)} rows: steps {int(self._step[0])}..{int(self._step[-1])} every {self.every}; "
             f"{kept}; {self.layout.size} parameters)"
         )
 
