@@ -30,7 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = {
     "W1": (dict(optimizer="sgd", lr=0.1), 100, 1, 10, 20_010),
     "W2": (dict(model="mlp", hidden=(10,), activation="relu", optimizer="adam", lr=0.01), 100, 1, 10, 20_010),
-    "W3b": (dict(optimizer="sgd", lr=0.01, batch_size=1), 10_000, 10, 1, 3),
+    # from 2 epochs, so that with --trace both runs are big enough (> 4 MB of trace) to start the
+    # page-faulting helper thread: its one-off start-up then cancels out too
+    "W3b": (dict(optimizer="sgd", lr=0.01, batch_size=1), 10_000, 10, 2, 4),
     "W4": (dict(model="mlp", hidden=(64, 64), activation="relu", optimizer="adam", lr=1e-3, batch_size=32),
            10_000, 10, 1, 3),
 }

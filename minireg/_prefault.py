@@ -15,7 +15,6 @@ systems, older kernels, a failing call) the helper does nothing and the kernel f
 itself, as before. ``MINIREG_PREFAULT=0`` in the environment turns the helper off.
 """
 import ctypes
-import ctypes.util
 import mmap
 import os
 import sys
@@ -33,12 +32,13 @@ def _madvise():
         _state["supported"] = False
         if sys.platform.startswith("linux"):
             try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-                fn = libc.madvise
+                # the process's own symbols, libc's among them: ctypes.util.find_library would run
+                # ldconfig in a subprocess first (3 ms on the first traced run of every process)
+                fn = ctypes.CDLL(None, use_errno=True).madvise
                 fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
                 fn.restype = ctypes.c_int
                 _state["madvise"], _state["supported"] = fn, True
-            except (OSError, AttributeError):
+            except (OSError, AttributeError, TypeError):
                 pass
     return _state["madvise"] if _state["supported"] else None
 
