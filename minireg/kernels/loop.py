@@ -8,7 +8,8 @@ One call runs a chunk of whole epochs with no Python in between. Per step it
   2. backpropagates into ``grad``, adds the L1 subgradient l1·sign(w) on the first ``l1_end``
      entries, computes the clipping factor (global L2 norm, as torch.nn.utils.clip_grad_norm_:
      coef = min(1, max_norm / (‖g‖ + 1e-6))) and applies the optimizer (which writes ``upd``),
-  3. writes the trace row when the step is recorded (every ``every``-th step, and the diverging step),
+  3. writes the trace row when the step is recorded (every ``every``-th step, and the diverging step);
+     a full trace's recorded step computes its gradient, update and old parameters in its row,
   4. stops at the first step whose loss or new parameters are not finite.
 After each epoch it stores the loss over the whole training set at the epoch's final parameters
 (full batch: that is exactly the next step's batch loss, so it is taken from there, not recomputed),
@@ -103,14 +104,17 @@ def _clip_factor(grad, cd, c):
 
 
 @element
-def _record_row(row, pold, grad, upd, state, srows, tr_params, tr_grad, tr_update, tr_state):
-    """A full trace row: one pass over the parameters for params, grad and update, one per state row
-    (explicit loops on row views: numba's slice assignment costs more than these copies at P ~ 10)."""
-    p_row, g_row, u_row = tr_params[row], tr_grad[row], tr_update[row]
-    for i in range(pold.shape[0]):
-        p_row[i] = pold[i]
-        g_row[i] = grad[i]
-        u_row[i] = upd[i]
+def _record_row(row, vectors, pold, grad, upd, state, srows, tr_params, tr_grad, tr_update, tr_state):
+    """The rest of a full trace row: with ``vectors``, params, grad and update (a recorded step writes
+    them straight into its row; only a diverging step off the trace_every grid needs the copy), and
+    the optimizer's state rows, in explicit loops on row views (numba's slice assignment costs more
+    than these copies at P ~ 10)."""
+    if vectors:
+        p_row, g_row, u_row = tr_params[row], tr_grad[row], tr_update[row]
+        for i in range(pold.shape[0]):
+            p_row[i] = pold[i]
+            g_row[i] = grad[i]
+            u_row[i] = upd[i]
     for s in range(srows.shape[0]):
         s_row = tr_state[row, s]
         src = state[srows[s]]
@@ -141,34 +145,41 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
                 lr = lr / (t + 1.0) ** power_t
             hp[0] = lr
             hd[0] = lr
+            on_grid = mode != TRACE_OFF and (every == 1 or t % every == 0)
+            # a step a full trace records works in its trace row: the gradient, the update and the
+            # parameters before the step land there with no copy (the work buffers otherwise)
+            if on_grid and mode == TRACE_FULL:
+                g, u, p0 = tr_grad[row], tr_update[row], tr_params[row]
+            else:
+                g, u, p0 = grad, upd, pold
             forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
             loss = batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, True)
             if full_batch and e > 0:
                 history[e - 1] = loss
-            backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, wt, c)
+            backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, g, wt, c)
             if l1 > 0:
                 for i in range(l1_end):
                     if theta[i] > 0:
-                        grad[i] += l1
+                        g[i] += l1
                     elif theta[i] < 0:
-                        grad[i] -= l1
-            coef, was_clipped = _clip_factor(grad, cd, c)
+                        g[i] -= l1
+            coef, was_clipped = _clip_factor(g, cd, c)
             if mode != TRACE_OFF:
                 for i in range(theta.shape[0]):
-                    pold[i] = theta[i]
-            ok = optimizer_step(opt_code, theta, grad, upd, state, hp, hd, sc, t + 1, coef, cd[CD_CLIP_VALUE])
+                    p0[i] = theta[i]
+            ok = optimizer_step(opt_code, theta, g, u, state, hp, hd, sc, t + 1, coef, cd[CD_CLIP_VALUE])
             bad = not (ok and math.isfinite(loss))
-            if mode != TRACE_OFF and (t % every == 0 or bad):
+            if on_grid or (bad and mode != TRACE_OFF):
                 tr_index[row, 0] = t
                 tr_index[row, 1] = e
                 tr_scalars[row, COL_LOSS] = loss
                 tr_scalars[row, COL_LR] = hd[0]
                 tr_scalars[row, COL_CLIPPED] = c[2] if was_clipped else c[0]
-                tr_scalars[row, COL_GRAD_NORM] = math.sqrt(_sq_norm(grad, c))
-                tr_scalars[row, COL_UPDATE_NORM] = math.sqrt(_sq_norm(upd, c))
-                tr_scalars[row, COL_PARAM_NORM] = math.sqrt(_sq_norm(pold, c))
+                tr_scalars[row, COL_GRAD_NORM] = math.sqrt(_sq_norm(g, c))
+                tr_scalars[row, COL_UPDATE_NORM] = math.sqrt(_sq_norm(u, c))
+                tr_scalars[row, COL_PARAM_NORM] = math.sqrt(_sq_norm(p0, c))
                 if mode == TRACE_FULL:
-                    _record_row(row, pold, grad, upd, state, srows, tr_params, tr_grad, tr_update, tr_state)
+                    _record_row(row, not on_grid, p0, g, u, state, srows, tr_params, tr_grad, tr_update, tr_state)
                 row += 1
             t += 1
             if bad:
