@@ -135,6 +135,13 @@ def test_divergence_is_recorded_even_between_trace_rows():
         r = minireg.train(X, y, lr=10, batch_size=32, epochs=200, trace=True, trace_every=7)
     assert r.trace.step[-1] == r.diverged_at
     assert np.all(r.trace.step[:-1] % 7 == 0)
+    # the diverging row off the grid is copied from the work buffers; on the grid a step works in
+    # its row: both hold what a trace of every step holds for those steps
+    with pytest.warns(minireg.DivergenceWarning):
+        every = minireg.train(X, y, lr=10, batch_size=32, epochs=200, trace=True)
+    assert r.diverged_at % 7 != 0 and every.diverged_at == r.diverged_at
+    for col in ("params", "grad", "update", "loss", "grad_norm", "update_norm", "param_norm"):
+        np.testing.assert_array_equal(getattr(r.trace, col), getattr(every.trace, col)[r.trace.step])
 
 
 def test_trace_every_and_norms_mode():
