@@ -65,15 +65,10 @@ def forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
         # bias added after the product, as torch's addmm does; one loop per activation, so that
         # each is compiled with its code constant (no dispatch per element)
         code = act if k < L - 1 else IDENTITY
-        if fo == 1:  # one loop over the rows; a hidden layer of width 1 dispatches per row
+        if fo == 1 and code == IDENTITY:  # the output layer: one loop over the rows
             b0 = b[0]
-            if code == IDENTITY:
-                for rb in range(B):
-                    Z[rb] = Z[rb] + b0
-            else:
-                cc = constants(c)
-                for rb in range(B):
-                    Z[rb] = activate(code, Z[rb] + b0, cc)
+            for rb in range(B):
+                Z[rb] = Z[rb] + b0
         elif code == IDENTITY:
             _bias_activate(Z, B, b, fo, IDENTITY, c)
         elif code == RELU:
