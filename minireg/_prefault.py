@@ -33,7 +33,7 @@ def _madvise():
         if sys.platform.startswith("linux"):
             try:
                 # the process's own symbols, libc's among them: ctypes.util.find_library would run
-                # ldconfig in a subprocess first (3 ms on the first traced run of every process)
+                # ldconfig in a subprocess first, on the first traced run of every process
                 fn = ctypes.CDLL(None, use_errno=True).madvise
                 fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
                 fn.restype = ctypes.c_int
