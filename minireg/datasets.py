@@ -66,16 +66,21 @@ def deep_regression(n=200, d=4, seed=0):
 
 class Case:
     """A seed failure case: its data, the training arguments that fail, the finding code they
-    should produce, and the arguments that fix it."""
+    should produce, and what to print to show that the finding's (verified) fix worked. The fix
+    itself is not stored here: it is always taken from the finding (see run_case)."""
 
-    def __init__(self, name, description, data, bad, code, fix):
+    def __init__(self, name, description, data, bad, code, show):
         self.name, self.description, self.code = name, description, code
-        self._data, self.bad, self.fix = data, bad, fix
+        self._data, self.bad, self._show = data, bad, show
 
     def data(self):
         """(X, y, train-argument extras such as validation=...)."""
         out = self._data()
         return (out[0], out[1], {}) if len(out) == 2 else (out[0], out[1], {"validation": (out[2], out[3])})
+
+    def show(self, bad, good):
+        """Lines with the numbers that show the difference the fix made."""
+        return self._show(bad, good)
 
     def __repr__(self):
         return f"Case({self.name!r}: {self.description}; expect {self.code})"
@@ -88,43 +93,80 @@ def _dead_init():
             "b2": np.zeros(1)}
 
 
+def _final(r):
+    return "diverged at step {}".format(r.diverged_at) if r.diverged else f"final loss {r.history['loss'][-1]:.4g}"
+
+
+def _line(r):
+    return f"W1={r.params['W1'].ravel()[0]:.4g}, b1={r.params['b1'][0]:.4g}"
+
+
+def _val(r):
+    Xv, yv = r.inputs.kwargs["validation"]
+    return (f"validation MSE of the returned parameters {np.mean((r.predict(Xv) - yv) ** 2):.4g} "
+            f"(after {r.history['loss'].size} epochs)")
+
+
+def _grad_ratio(r):
+    from .diagnose.detectors import _layer_grad_norms
+    norms = _layer_grad_norms(r.layout, r.trace.grad[0].astype(np.float64))
+    return f"‖∂L/∂W1‖/‖∂L/∂W_last‖ at step 0 = {norms[0] / norms[-1]:.2g}"
+
+
+def _dead(r):
+    from .diagnose._model import Model
+    X = r.data[0]
+    hidden, _ = Model(r.layout, r.config["activation"], r.config["loss"], r.config["delta"]).layer_outputs(
+        r.theta.astype(np.float64), X.astype(np.float64))
+    return f"dead hidden units {int((hidden[0].max(axis=0) <= 0).sum())} of {hidden[0].shape[1]}"
+
+
+def _two(fn, label=""):
+    return lambda bad, good: [f"before: {fn(bad)}", f"after:  {fn(good)}" + label]
+
+
 CASES = {c.name: c for c in [
     Case("high_lr", "linear regression, SGD with lr=10: every step overshoots further (seed 001)",
          lambda: linear_1d(), dict(optimizer="sgd", lr=10.0, batch_size=32, epochs=50), "lr_too_high",
-         dict(optimizer="sgd", lr=0.3, batch_size=32, epochs=50)),
+         lambda bad, good: [f"before: {_final(bad)}", f"after:  {_final(good)}, {_line(good)} (truth 2, 1)"]),
     Case("low_lr", "linear regression, full-batch SGD with lr=0.002: the loss creeps down (seed 001)",
          lambda: linear_1d(), dict(optimizer="sgd", lr=0.002, epochs=100), "lr_too_low",
-         dict(optimizer="sgd", lr=0.38, epochs=100)),
+         lambda bad, good: [f"before: {_final(bad)}, {_line(bad)}", f"after:  {_final(good)}, {_line(good)} "
+                            "(truth 2, 1; noise variance 0.01)"]),
     Case("unscaled", "features on scales 1000 and 2, Adam at Keras' default lr for 200 epochs (seed 004)",
-         unscaled_features, dict(optimizer="adam", lr=0.001, epochs=200), "unscaled_features",
-         dict(optimizer="adam", lr=0.1, epochs=200, standardize="zscore")),
+         unscaled_features, dict(optimizer="adam", lr=0.001, epochs=200), "unscaled_features", _two(_final)),
     Case("outliers", "y = 2x with one target of 100 instead of 20, MSE (seed 000)",
          line_with_outlier, dict(optimizer="adam", lr=0.05, epochs=3000), "outliers",
-         dict(optimizer="adam", lr=0.05, epochs=3000, loss="huber")),
+         lambda bad, good: [f"before: {_line(bad)}", f"after:  {_line(good)} (the clean rows' line: 2, 0)"]),
     Case("unshuffled", "rows sorted by x and batches taken in order (seed 002)",
-         sorted_line, dict(optimizer="sgd", lr=0.005, batch_size=20, shuffle=False, epochs=30), "unshuffled_batches",
-         dict(optimizer="sgd", lr=0.005, batch_size=20, shuffle=True, epochs=30)),
+         sorted_line, dict(optimizer="sgd", lr=0.02, batch_size=20, shuffle=False, epochs=30), "unshuffled_batches",
+         lambda bad, good: [f"before: {_final(bad)}, {_line(bad)}", f"after:  {_final(good)}, {_line(good)} "
+                            "(truth 2, 1; noise variance 0.25)"]),
     Case("sine_linear", "a sine target fitted with a straight line", sine,
-         dict(optimizer="adam", lr=0.05, epochs=300), "underfitting",
-         dict(model="mlp", hidden=(32, 32), activation="tanh", optimizer="adam", lr=0.01, epochs=500)),
+         dict(optimizer="adam", lr=0.05, epochs=300), "underfitting", _two(_final, " (noise variance 0.01)")),
     Case("overfit", "30 noisy rows, a 64-64 MLP trained for 400 epochs", small_noisy,
          dict(model="mlp", hidden=(64, 64), activation="tanh", optimizer="adam", lr=0.02, batch_size=10,
-              epochs=400, seed=1), "overfitting",
-         dict(model="mlp", hidden=(64, 64), activation="tanh", optimizer="adam", lr=0.02, batch_size=10,
-              epochs=400, seed=1, early_stopping=10)),
+              epochs=400, seed=1), "overfitting", _two(_val)),
     Case("deep_sigmoid", "an 8-layer sigmoid network: gradients shrink layer by layer", deep_regression,
          dict(model="mlp", hidden=(16,) * 8, activation="sigmoid", optimizer="sgd", lr=0.1, epochs=100),
-         "vanishing_gradients",
-         dict(model="mlp", hidden=(16,) * 8, activation="relu", optimizer="sgd", lr=0.1, epochs=100, init="keras")),
+         "vanishing_gradients", _two(lambda r: f"{_grad_ratio(r)}, {_final(r)}")),
     Case("dead_relu", "ReLU units that start dead (biases −5) never come back", lambda: linear_1d(),
          dict(model="mlp", hidden=(16,), activation="relu", optimizer="sgd", lr=0.1, epochs=100, init=_dead_init()),
-         "dead_relu", dict(model="mlp", hidden=(16,), activation="relu", optimizer="sgd", lr=0.1, epochs=100)),
+         "dead_relu", _two(lambda r: f"{_dead(r)}, {_final(r)}")),
+    Case("plateau", "a 2-unit ReLU network on a sine: SGD crawls far above what the data allow", sine,
+         dict(model="mlp", hidden=(2,), activation="relu", optimizer="sgd", lr=0.05, batch_size=32, epochs=300),
+         "plateau", _two(_final, " (noise variance 0.01)")),
 ]}
 
 
+def _call(args):
+    return ", ".join(f"{k}={'{...}' if isinstance(v, dict) else repr(v)}" for k, v in args.items())
+
+
 def run_case(name, verbose=True):
-    """Train a case with its failing arguments, diagnose it, train again with the fix; returns
-    (failing result, its findings, fixed result)."""
+    """Train a case with its failing arguments, diagnose it (each fix verified by re-running), and
+    train again with exactly the case's finding's ``fix``; returns (failing result, its findings,
+    fixed result)."""
     import warnings
 
     from .train import DivergenceWarning, train
@@ -133,15 +175,23 @@ def run_case(name, verbose=True):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DivergenceWarning)
         bad = train(X, y, **case.bad, **extra, trace=True)
-    findings = bad.diagnose()
-    good = train(X, y, **case.fix, **extra, trace=True)
+    findings = bad.diagnose(verify=True)
+    finding = next((f for f in findings if f.code == case.code), None)
+    fix = finding.fix if finding is not None else {}
+    good = train(X, y, **{**case.bad, **fix}, **extra, trace=True) if fix else None
     if verbose:
         print(f"== {case.name}: {case.description}")
+        print(f"   train(X, y, {_call(case.bad)}{', validation=(X_val, y_val)' if extra else ''})")
         print(f"   {bad}")
         for f in findings:
             print("   " + str(f).replace("\n", "\n   "))
-        print(f"-- with the fix {case.fix}:")
+        if good is None:
+            print(f"-- no verified fix for {case.code}")
+            return bad, findings, good
+        print(f"-- applying the {case.code} finding's fix, exactly: {', '.join(f'{k}={v!r}' for k, v in fix.items())}")
         print(f"   {good}")
-        left = [f.code for f in good.diagnose() if f.severity != "info"]
-        print(f"   findings left: {left or 'none'}")
+        for line in case.show(bad, good):
+            print("   " + line)
+        left = [f.code for f in good.diagnose(verify=False) if f.severity != "info"]
+        print(f"   findings left: {', '.join(left) if left else 'none'}")
     return bad, findings, good

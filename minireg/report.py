@@ -202,8 +202,8 @@ def _bound_section(result, findings):
     lr = result.config["lr"]
     computed = _computed_bounds(result)
     bounds = [(label, b) for label, b, _ in computed if b is not None]
-    if len(bounds) == 2 and (bounds[0][1].lambda_max, bounds[0][1].batch_lr_max) == \
-            (bounds[1][1].lambda_max, bounds[1][1].batch_lr_max):
+    if len(bounds) == 2 and (bounds[0][1].lambda_max, bounds[0][1].sharpest_batch_lr) == \
+            (bounds[1][1].lambda_max, bounds[1][1].sharpest_batch_lr):
         bounds = [("at every step (the curvature does not depend on the parameters here)", bounds[0][1])]
     for label, b, note in computed:
         if b is None:
@@ -216,9 +216,9 @@ def _bound_section(result, findings):
                 row("verdict", lambda b: _verdict(lr, b)),
                 row("λmax", lambda b: _e(_num(b.lambda_max, 4))),
                 row("how λmax was obtained", lambda b: f"<small>{_e(b.kind)}</small>")]
-        if any(b.batch_lr_max is not None for _, b in bounds):
-            rows.append(row(f"minibatch lr_max (batch {bounds[0][1].batch_size})",
-                            lambda b: _e(_num(b.batch_lr_max, 4)) if b.batch_lr_max is not None else "n/a"))
+        if any(b.sharpest_batch_lr is not None for _, b in bounds):
+            rows.append(row(f"sharpest-batch lr (batch {bounds[0][1].batch_size}; a noise-scale figure, not a threshold)",
+                            lambda b: _e(_num(b.sharpest_batch_lr, 4)) if b.sharpest_batch_lr is not None else "n/a"))
         if any(b.kappa is not None for _, b in bounds):
             rows.append(row("condition number κ (GD steps to shrink the error 1000×)",
                             lambda b: f"{_e(_num(b.kappa, 4))} ({_e(_num(b.steps_to_1000x))})"))

@@ -10,7 +10,8 @@ _PREDICT_ROWS = 4096
 
 class TrainResult:
     def __init__(self, *, layout, theta, config, history, trace, diverged, diverged_at, n_steps, seconds,
-                 x_scaler, y_scaler, stopped_epoch=None, best_epoch=None, data=None):
+                 x_scaler, y_scaler, stopped_epoch=None, best_epoch=None, data=None,
+                 inputs=None):
         self.layout = layout
         self.theta = theta
         self.params = {k: v.copy() for k, v in layout.unflatten(theta).items()}
@@ -28,6 +29,8 @@ class TrainResult:
         # (X, y, X_val, y_val) exactly as the kernel trained on them (scaled, in the run's dtype), for
         # the diagnosis and trace.explain; None for a run loaded from disk
         self.data = data
+        # train()'s arrays and arguments as called (RunInputs), for re-running a fix; None when loaded
+        self.inputs = inputs
 
     @property
     def dtype(self):
@@ -65,12 +68,20 @@ class TrainResult:
         from .io import save
         return save(self, path)
 
-    def diagnose(self):
+    def diagnose(self, verify="auto", budget=30.0):
         """The failure modes found in this run, most severe first (a list of :class:`Finding`).
-        Also kept as ``self.findings``."""
+        Also kept as ``self.findings``. Each warning's and error's fix is re-run and verified
+        (``finding.verified``) when ``verify`` is True, or when "auto" and the re-runs fit in
+        ``budget`` seconds; see minireg.diagnose.verify."""
         from .diagnose import diagnose
-        self.findings = diagnose(self)
+        self.findings = diagnose(self, verify=verify, budget=budget)
         return self.findings
+
+    def repair(self, max_rounds=5):
+        """Apply verified fixes round by round until no warning or error remains; returns a
+        :class:`minireg.diagnose.Repair` (the repaired run, the changes with before/after numbers)."""
+        from .diagnose import repair
+        return repair(self, max_rounds=max_rounds)
 
     def report(self, path):
         """Write a self-contained HTML report of the run to ``path`` (config, findings with evidence

@@ -35,6 +35,21 @@ class EpochOrder:
         return rng.permutation(self.n)
 
 
+class RunInputs:
+    """The arrays and arguments a run was called with (the arrays as given, not copied): what the
+    diagnosis re-runs, with one argument changed, to verify a fix."""
+
+    def __init__(self, X, y, kwargs):
+        self.X, self.y, self.kwargs = X, y, kwargs
+
+
+def split_rows(X, y, fraction, seed):
+    """(X_train, y_train, X_val, y_val) of validation=fraction: the split a run with ``seed`` makes."""
+    split_seq = np.random.SeedSequence(seed).spawn(3)[2]
+    tr_rows, val_rows = split_validation(X.shape[0], fraction, np.random.default_rng(split_seq))
+    return X[tr_rows], y[tr_rows], X[val_rows], y[val_rows]
+
+
 class DivergenceWarning(RuntimeWarning):
     """Training stopped because the loss or the parameters became NaN or infinite."""
 
@@ -116,6 +131,9 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     defaults (beta1/beta2 for Adam's betas).
     """
     started = time.perf_counter()
+    # the call as given, so that the diagnosis can re-run it with a fix applied (diagnose(verify=...))
+    call = {k: v for k, v in locals().items() if k not in ("X", "y", "optimizer_hparams", "started")}
+    call.update(optimizer_hparams)
     # ---- validate everything before compiling or allocating anything big
     device = V.choice("device", device, V.DEVICES)
     if device == "cuda":
@@ -139,6 +157,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     seed = V.integer("seed", seed, 0)
+    call["seed"] = seed  # a drawn seed is recorded, so a re-run sees the same init and batches
     trace = V.trace_mode(trace)
     if progress is not None:
         progress = V.flag("progress", progress)
@@ -204,8 +223,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     if isinstance(validation, float):
         if n_all < 2:
             raise ValueError("validation=fraction needs at least 2 samples (one to train on, one to validate).")
-        tr_rows, val_rows = split_validation(n_all, validation, np.random.default_rng(split_seq))
-        Xtr, ytr, Xv64, yv64 = X64[tr_rows], y64[tr_rows], X64[val_rows], y64[val_rows]
+        Xtr, ytr, Xv64, yv64 = split_rows(X64, y64, validation, seed)
     elif validation is not None:
         Xtr, ytr, (Xv64, yv64) = X64, y64, validation
     else:
@@ -383,4 +401,4 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                        y_scaler=y_scaler,
                        stopped_epoch=stopper.stopped_epoch if stopper else None,
                        best_epoch=stopper.best_epoch if stopper else None,
-                       data=(Xa, ya, Xv, yv))
+                       data=(Xa, ya, Xv, yv), inputs=RunInputs(X, y, call))

@@ -122,7 +122,7 @@ def test_save_diagnose_report(data, capsys, tmp_path, monkeypatch):
 
     code, out, err = run(capsys, "diagnose", run_path)
     assert code == 0, err
-    assert "saved with the run" in out and "lr_too_high" in out and "fix: lr=" in out
+    assert "saved with the run" in out and "lr_too_high" in out and "fix: train(..., lr=" in out and "verified:" in out
 
     code, out, err = run(capsys, "diagnose", run_path, "--fresh")
     assert code == 0 and "diagnosed from the saved history and trace" in out and "nonfinite" in out
@@ -143,7 +143,13 @@ def test_save_diagnose_report(data, capsys, tmp_path, monkeypatch):
 def test_demo(capsys):
     code, out, _ = run(capsys, "demo", "high_lr")
     assert code == 0
-    assert "== high_lr" in out and "lr_too_high" in out and "-- with the fix" in out
+    assert "== high_lr" in out and "lr_too_high" in out
+    # the fix applied is the one printed with the finding, and it was verified
+    import re
+    printed = re.search(r"lr_too_high at step \d+: .*\n\s+fix: train\(\.\.\., (lr=[\d.e-]+)\)\n\s+verified: ", out)
+    applied = re.search(r"applying the lr_too_high finding's fix, exactly: (.*)\n", out)
+    assert printed and applied and printed.group(1) == applied.group(1), out
+    assert "findings left: none" in out
 
 
 def test_demo_default_keeps_the_readme_demo_and_lists_cases(capsys):

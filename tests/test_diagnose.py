@@ -89,7 +89,7 @@ def test_bound_reports_conditioning_minibatches_and_standardizing():
     assert b.kappa > 1e8 and b.kappa_standardized < 100
     assert b.steps_to_1000x > 1e8 and b.steps_to_1000x_standardized < 200
     assert b.lr_max_standardized > 1e5 * b.lr_max
-    assert b.batch_lr_max <= b.lr_max * (1 + 1e-12)
+    assert b.sharpest_batch_lr <= b.lr_max * (1 + 1e-12)
     assert "κ=" in repr(b)
 
 
@@ -133,7 +133,9 @@ def test_lr_range_test_suggests_a_stable_lr_and_stops_on_divergence():
 
 def test_findings_print_sort_and_round_trip():
     f = Finding("lr_too_high", "error", "lr=10 exceeds 2/λmax=0.76.", 3, {"bound": np.float64(0.76)}, {"lr": 0.38})
-    assert str(f) == "[error] lr_too_high at step 3: lr=10 exceeds 2/λmax=0.76.\n  fix: lr=0.38"
+    assert str(f) == "[error] lr_too_high at step 3: lr=10 exceeds 2/λmax=0.76.\n  fix: train(..., lr=0.38)"
+    g = Finding("outliers", "warning", "x.", None, {}, {"loss": "huber", "delta": np.float64(0.08999999)})
+    assert str(g).endswith("fix: train(..., loss='huber', delta=0.09)") and type(g.fix["delta"]) is float
     assert Finding.from_dict(f.to_dict()) == Finding("lr_too_high", "error", "lr=10 exceeds 2/λmax=0.76.", 3,
                                                      {"bound": 0.76}, {"lr": 0.38})
     with pytest.raises(ValueError, match="unknown finding code"):

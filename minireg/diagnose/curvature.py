@@ -9,6 +9,10 @@ MLP: λmax by power iteration on Hessian-vector products from differences of exa
 Adam and RMSprop: the bound is on the preconditioned sharpness λmax(P⁻¹H), P = diag(√v̂ + ε)
 (Cohen et al. 2022, "Adaptive gradient methods at the edge of stability"): with Adam's β1 it is
 stable while λmax(P⁻¹H) < (2 + 2β1) / ((1 − β1)·lr); it needs v̂, i.e. a traced run's state.
+Minibatches: ``sharpest_batch_lr`` is 2/λmax of the sharpest of 64 sampled batches, the lr at which
+that batch's own gradient step would overshoot. It measures how much the batches' curvature varies
+(a noise-scale figure); it is not a divergence threshold: SGD averages over batches, and runs
+somewhat above it train fine. The threshold is ``lr_max``.
 """
 import math
 
@@ -69,14 +73,17 @@ class StabilityBound:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     def __repr__(self):
-        lr = "none (no curvature)" if self.lr_max == math.inf else f"{self.lr_max:.4g}"
+        lr = ("none (no curvature)" if self.lr_max == math.inf else
+              "n/a (an adaptive optimizer's bound needs its state: pass exp_avg_sq)" if math.isnan(self.lr_max)
+              else f"{self.lr_max:.4g}")
         txt = f"StabilityBound(lr_max={lr}, λmax={self.lambda_max:.4g} [{self.kind}], optimizer={self.optimizer}"
-        if self.batch_lr_max is not None:
-            txt += f", minibatch lr_max={self.batch_lr_max:.4g}"
+        if self.sharpest_batch_lr is not None:
+            txt += f", sharpest-batch lr={self.sharpest_batch_lr:.4g} (not a threshold)"
         if self.kappa is not None:
             txt += f", κ={self.kappa:.3g}"
             if self.kappa_standardized is not None:
-                txt += f" (standardized: {self.kappa_standardized:.3g}, lr_max {self.lr_max_standardized:.4g})"
+                std = "" if self.lr_max_standardized is None else f", lr_max {self.lr_max_standardized:.4g}"
+                txt += f" (standardized: {self.kappa_standardized:.3g}{std})"
         return txt + ")"
 
 
@@ -183,12 +190,12 @@ def stability_bound(X, y, *, model="linear", loss="mse", delta=1.0, optimizer="s
         kind += "; adaptive optimizer without its state: no lr bound"
     else:
         lr_max = _lr_from_lambda(lam, "sgd" if optimizer == "rmsprop" else optimizer, momentum, beta1)
-    batch_lr = None
+    sharpest = None
     if batch_size is not None and batch_size < n and model == "linear" and loss != "mae" and lr_max is not None:
         rng = np.random.default_rng(seed)
         lams = [linear_lambda(X[rng.choice(n, batch_size, replace=False)], None, loss, delta)[0]
                 for _ in range(_N_BATCHES)]
-        batch_lr = _lr_from_lambda(max(lams), optimizer, momentum, beta1)
+        sharpest = _lr_from_lambda(max(lams), optimizer, momentum, beta1)
     kappa = kappa_std = lr_std = None
     steps = steps_std = None
     if model == "linear":
@@ -198,12 +205,12 @@ def stability_bound(X, y, *, model="linear", loss="mse", delta=1.0, optimizer="s
             Xs = Scaler.fit(X, "zscore").transform(X, np.float64)
             kappa_std = condition_number(Xs)[0]
             steps_std = steps_to_shrink(kappa_std)
-            if lr_max is not None:
+            if lr_max is not None and pre is None:  # an adaptive optimizer's bound needs its state on those features
                 lam_s = linear_lambda(Xs, y, loss, delta)[0]
                 lr_std = _lr_from_lambda(lam_s, optimizer, momentum, beta1)
     return StabilityBound(
         lr_max=lr_max if lr_max is not None else math.nan, lambda_max=lam, kind=kind, optimizer=optimizer,
         momentum=momentum, beta1=beta1, lr=lr, exceeded=None if (lr is None or lr_max is None) else lr > lr_max,
-        batch_size=batch_size, batch_lr_max=batch_lr, kappa=kappa, steps_to_1000x=steps,
+        batch_size=batch_size, sharpest_batch_lr=sharpest, kappa=kappa, steps_to_1000x=steps,
         kappa_standardized=kappa_std, steps_to_1000x_standardized=steps_std, lr_max_standardized=lr_std,
         n_rows_used=X.shape[0], standardize=kind_scale)

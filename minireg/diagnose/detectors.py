@@ -2,13 +2,26 @@
 still holds them, the arrays it trained on; each says in ``evidence["used"]`` what it used.
 
 Thresholds (module constants, stated here so they can be argued with):
-- instability: the loss rose ≥ LOSS_RISE× above its running minimum, or the run diverged;
-  lr_too_high also needs lr > the stability bound when the bound can be computed.
+- instability: the loss rose ≥ LOSS_RISE× above its running minimum and back to ≥ RISE_UNDO× its
+  initial value, or the run diverged;
+  lr_too_high also needs lr > the stability bound when the bound can be computed (momentum-aware:
+  (2+2μ)/λmax; a transient spike below the bound is momentum's overshoot, not instability).
+- Adam/RMSprop jitter: each step moves every parameter by about lr, which keeps the loss
+  ≈ ½·lr²·tr(H) above its optimum; a run that ends ≥ FAR× its reachable loss, not falling, with
+  that jitter ≥ JITTER_SHARE of the excess, has lr too high.
+- lr too low: a run ≥ FAR× its reachable loss whose remaining error needs more steps than the run
+  took: for linear MSE with SGD, per Hessian eigendirection i, log(excess_i/target)/(−2·log|1−lr·λ_i|)
+  (lr/(1−μ) with momentum), with lr ≤ LOW_LR_SHARE× the bound; for Adam/RMSprop, whose steps are
+  about lr, when the parameters travelled ≥ TRAVEL_SHARE× lr·steps (the lr limited the speed) or the
+  distance to the least-squares optimum needs more than the run's steps at lr.
 - stalled: the epoch loss moved by < STALL_DROP (relative) over the last quarter of the epochs
   and ends within FAR× its minimum; still falling: it fell by more than that. "Far above" a reference: ≥ FAR× it.
+- plateau (the catch-all): the run ends ≥ FAR× what it could reach (the linear optimum, or the
+  data floor), stalled or still falling slowly, and no other finding names why.
 - unscaled features: non-constant feature standard deviations spanning ≥ SCALE_RATIO×, or
   κ(X̃ᵀX̃) ≥ KAPPA_MIN and ≥ KAPPA_GAIN× the κ after z-scoring.
-- outliers: a residual with robust z ≥ OUTLIER_Z (median/MAD, 1.4826; for the linear model the
+- outliers: a residual with robust z ≥ OUTLIER_Z (median/MAD, 1.4826, the MAD floored at
+  NOISE_FLOOR× the target's robust spread so that noise-free data does not explode z; for the linear model the
   residuals of a robust Huber fit, when there are ≥ 3 rows per coefficient) and the top 1% of
   samples (at least one, k) carrying ≥ max(OUTLIER_SHARE, 3k/n) of the loss.
 - unshuffled: |Spearman ρ(target, row order)| ≥ ORDER_RHO, or the position within the epoch
@@ -19,8 +32,11 @@ Thresholds (module constants, stated here so they can be argued with):
   (later the output layer's own gradient fades as it fits the mean, hiding the ratio).
 - dead ReLU: units whose output is 0 for every training row; ≥ DEAD_ERROR of a layer is a
   warning (DeepDiagnosis' 70%), ≥ DEAD_INFO an info.
+- underfitting (linear model): the model's own optimum (least squares for MSE, the exact Huber fit
+  for Huber) is ≥ FAR× the data floor, whether or not the run reached it.
 - data floor: the loss of a cross-validated k-nearest-neighbours regressor on the same rows
-  (needs ≥ MIN_ROWS rows); the linear optimum: least squares, for MSE.
+  (needs ≥ MIN_ROWS rows).
+Every warning's and error's fix is then re-run and verified (verify.py).
 """
 import math
 
@@ -41,6 +57,12 @@ ORDER_RHO, SAWTOOTH = 0.5, 0.5
 OVERFIT_RISE = 1.1
 VANISH = 1e-3
 DEAD_ERROR, DEAD_INFO = 0.7, 0.25
+JITTER_SHARE = 0.25
+LOW_LR_SHARE = 0.1
+TRAVEL_SHARE = 0.3
+NOISE_FLOOR = 0.01
+ADAPTIVE = ("adam", "adamw", "rmsprop")
+RISE_UNDO = 0.5
 MIN_ROWS = 20
 _MAX_ROWS = 4000
 
@@ -85,8 +107,11 @@ class Context:
             return np.where(a < delta, 0.5 * r * r, delta * (a - 0.5 * delta))
         return a
 
-    def bound(self):
-        """The stability bound of this run's setting (None where it cannot be computed)."""
+    def bound(self, row=0):
+        """The stability bound of this run's setting (None where it cannot be computed), at the
+        parameters and optimizer state of trace row ``row`` when the run is traced. An adaptive
+        optimizer's preconditioner is best read just before the loss rose: RMSprop's running mean
+        starts at 0, so its first rows understate √v and the bound."""
         def make():
             if not self.has_data:
                 return None
@@ -97,18 +122,34 @@ class Context:
                       batch_size=cfg["batch_size"], hidden=cfg["hidden"] or (1,), activation=cfg["activation"],
                       eps=cfg.get("eps", 1e-8), beta2=cfg.get("beta2", 0.999))
             if self.tr is not None and self.tr.params is not None and len(self.tr):
-                kw["params"] = self.tr.params[0]
+                kw["params"] = self.tr.params[row]
                 if "exp_avg_sq" in self.tr.state:
-                    kw["exp_avg_sq"] = self.tr.state["exp_avg_sq"][0]
-                    kw["step"] = 1
+                    kw["exp_avg_sq"] = self.tr.state["exp_avg_sq"][row]
+                    kw["step"] = int(self.tr.step[row]) + 1
                 elif "square_avg" in self.tr.state:
-                    kw["exp_avg_sq"] = self.tr.state["square_avg"][0]
+                    kw["exp_avg_sq"] = self.tr.state["square_avg"][row]
             try:
                 b = stability_bound(X, y, **kw)
             except (ValueError, FloatingPointError):
                 return None
             return None if (b.lr_max is None or not np.isfinite(b.lr_max) and b.lr_max != math.inf) else b
-        return self.cached("bound", make)
+        return self.cached(("bound", row), make)
+
+    def initial_loss(self):
+        """The loss before the first step: the trace's first batch loss, else the loss at the
+        initial parameters, else the first epoch's."""
+        def make():
+            tr = self.tr
+            if tr is not None and len(tr) and int(tr.step[0]) == 0 and np.isfinite(tr.loss[0]):
+                return float(tr.loss[0])
+            theta0 = self.initial_theta() if self.has_data else None
+            if theta0 is not None:
+                X, y = self.sample()
+                with np.errstate(all="ignore"):
+                    pred = self.model.layer_outputs(theta0, X)[1]
+                return float(np.mean(self.loss_fn(pred - y)))
+            return float(self.hist[0]) if self.hist.size else math.nan
+        return self.cached("loss0", make)
 
     def predictions(self):
         X, y = self.sample()
@@ -135,16 +176,71 @@ class Context:
             return best
         return self.cached("floor", make)
 
-    def linear_optimum(self):
-        """The least-squares loss (MSE runs of the linear model), else None."""
+    def linear_fit(self):
+        """(loss, flat parameters) of the linear model's own optimum for this loss on the rows
+        trained on: least squares for MSE, the exact Huber minimizer for Huber; None otherwise."""
         def make():
-            if not self.has_data or self.cfg["loss"] != "mse" or self.cfg["model"] != "linear":
+            if not self.has_data or self.cfg["model"] != "linear" or self.cfg["loss"] == "mae":
                 return None
             X, y = self.sample()
             Xt = np.column_stack([X, np.ones(X.shape[0])])
             coef = np.linalg.lstsq(Xt, y, rcond=None)[0]
-            return float(np.mean((Xt @ coef - y) ** 2))
-        return self.cached("linopt", make)
+            if self.cfg["loss"] == "huber":
+                from scipy.optimize import minimize
+                delta, n = self.cfg["delta"], X.shape[0]
+
+                def f(w):
+                    r = Xt @ w - y
+                    return np.mean(self.loss_fn(r)), Xt.T @ np.clip(r, -delta, delta) / n
+                coef = minimize(f, coef, jac=True, method="L-BFGS-B", options={"gtol": 1e-12, "maxiter": 2000}).x
+            return float(np.mean(self.loss_fn(Xt @ coef - y))), coef
+        return self.cached("linfit", make)
+
+    def linear_optimum(self):
+        """The linear model's optimal loss (see linear_fit), else None."""
+        fit = self.linear_fit()
+        return None if fit is None else fit[0]
+
+    def reference(self):
+        """(loss the run could reach, what it is): the linear optimum, else the data floor."""
+        opt = self.linear_optimum()
+        if opt is not None:
+            return opt, "the linear model's optimum"
+        floor = self.data_floor()
+        return (floor, "cross-validated kNN") if floor is not None else (None, None)
+
+    def initial_theta(self):
+        """The run's initial parameters: the trace's first row, else drawn again from the seed."""
+        tr = self.tr
+        if tr is not None and tr.params is not None and len(tr) and int(tr.step[0]) == 0:
+            return tr.params[0].astype(np.float64)
+        inputs = getattr(self.r, "inputs", None)
+        init = inputs.kwargs.get("init", "torch") if inputs is not None else self.cfg["init"]
+        if isinstance(init, str) and init == "dict":
+            return None
+        from ..layout import init_params
+        seq = np.random.SeedSequence(self.cfg["seed"]).spawn(3)[0]
+        return init_params(self.r.layout, init, np.random.default_rng(seq), np.float64)
+
+    def hessian_trace(self):
+        """tr(H) of the loss at the final parameters: exact for the linear model (MSE: 2/n·‖X̃‖²;
+        Huber: the rows within delta), Hutchinson's estimate from Hessian-vector products otherwise."""
+        def make():
+            X, y = self.sample()
+            n = X.shape[0]
+            if self.cfg["model"] == "linear" and self.cfg["loss"] in ("mse", "huber"):
+                Xt = np.column_stack([X, np.ones(n)])
+                if self.cfg["loss"] == "mse":
+                    return 2.0 * float((Xt * Xt).sum()) / n
+                inside = np.abs(self.predictions() - y) < self.cfg["delta"]
+                return float((Xt[inside] * Xt[inside]).sum()) / n
+            if self.cfg["loss"] == "mae":
+                return 0.0
+            rng = np.random.default_rng(0)
+            theta = np.asarray(self.r.theta, np.float64)
+            probes = [rng.choice([-1.0, 1.0], theta.size) for _ in range(8)]
+            return float(np.mean([v @ self.model.hvp(theta, v, X, y) for v in probes]))
+        return self.cached("trH", make)
 
     def final_loss(self):
         if self.has_data:
@@ -165,6 +261,25 @@ class Context:
 
 
 # ----------------------------------------------------------------------------------------------
+def _lr_candidates(values, lr):
+    """Distinct lr fixes (2 significant digits), in order, each different from ``lr``."""
+    out = []
+    for v in values:
+        v = round_sig(v)
+        if v > 0 and np.isfinite(v) and v != lr and {"lr": v} not in out:
+            out.append({"lr": v})
+    return out
+
+
+def _below_bound(b, lr):
+    """lr fixes under a known bound: half of it, then smaller."""
+    return _lr_candidates([0.5 * b.lr_max, 0.2 * b.lr_max, 0.05 * b.lr_max], lr)
+
+
+def _known(b):
+    return b is not None and np.isfinite(b.lr_max) and b.lr_max != math.inf
+
+
 def nonfinite(ctx):
     r = ctx.r
     if not r.diverged:
@@ -182,19 +297,20 @@ def nonfinite(ctx):
     bad = [k for k, v in r.layout.unflatten(r.theta).items() if not np.all(np.isfinite(v))]
     ev["nonfinite_in"] = bad if bad else ["loss"]
     b = ctx.bound()
-    if b is not None and np.isfinite(b.lr_max) and r.config["lr"] > b.lr_max:
-        cause = f"lr={r.config['lr']:g} is above the stability bound {b.lr_max:.3g}"
-        fix = {"lr": round_sig(0.5 * min(b.lr_max, b.batch_lr_max or math.inf))}
+    lr = r.config["lr"]
+    if _known(b) and lr > b.lr_max:
+        cause = f"lr={lr:g} is above the stability bound {b.lr_max:.3g}"
+        fixes = _below_bound(b, lr)
     elif ctx.has_data and np.abs(ctx.data[0]).max() > 1e6:
         cause = f"feature values up to {np.abs(ctx.data[0]).max():.3g} make the gradients overflow"
-        fix = {"standardize": "zscore"}
+        fixes = [{"standardize": "zscore"}, *({"standardize": "zscore", **f} for f in _lr_candidates([lr / 10], lr))]
     else:
         cause = "the gradients grew without bound"
-        fix = {"clip_grad_norm": 1.0, "lr": round_sig(r.config["lr"] / 10)}
+        fixes = _lr_candidates([lr / 10, lr / 100, lr / 1000], lr) + [{"clip_grad_norm": 1.0, "lr": round_sig(lr / 10)}]
     ev["cause"] = cause
     return [Finding("nonfinite", "error",
                     f"{where} became NaN/inf at step {r.diverged_at} and the run stopped there: {cause}.",
-                    r.diverged_at, ev, fix)]
+                    r.diverged_at, ev, fixes[0], alternatives=fixes[1:])]
 
 
 def lr_too_high(ctx):
@@ -202,43 +318,88 @@ def lr_too_high(ctx):
     # instability is judged on the epoch losses (minibatch losses jump by themselves once they are
     # small); the trace, when there is one, then locates the step where the rise began
     fin_h = np.where(np.isfinite(h), h, np.inf)
-    rise_h = np.flatnonzero(fin_h >= LOSS_RISE * np.minimum.accumulate(fin_h))
+    # a rise counts when the loss climbs LOSS_RISE× above its running minimum and back to at least
+    # RISE_UNDO of where it started: ×10 on a loss already at the noise level is not instability
+    undo = RISE_UNDO * ctx.initial_loss() if np.isfinite(ctx.initial_loss()) else 0.0
+    rise_h = np.flatnonzero((fin_h >= LOSS_RISE * np.minimum.accumulate(fin_h)) & (fin_h >= undo))
     if not (ctx.r.diverged or rise_h.size):
-        return []
+        return _adaptive_jitter(ctx)
     if tr is not None and len(tr):
         losses, steps = tr.loss.astype(np.float64), np.asarray(tr.step)
     else:
         losses, steps = h, (np.arange(h.size) + 1) * cfg["steps_per_epoch"] - 1
     fin = np.where(np.isfinite(losses), losses, np.inf)
-    rise = np.flatnonzero(fin >= LOSS_RISE * np.minimum.accumulate(fin))
-    b = ctx.bound()
+    rise = np.flatnonzero((fin >= LOSS_RISE * np.minimum.accumulate(fin)) & (fin >= undo))
+    adaptive = cfg["optimizer"] in ADAPTIVE and tr is not None and tr.params is not None and rise.size
+    b = ctx.bound(max(int(rise[0]) - 1, 0) if adaptive else 0)
     lr = cfg["lr"]
     ev = {"used": "epoch losses" + (", trace batch losses for the step" if tr is not None else ""), "lr": lr}
     first = int(steps[rise[0]]) if rise.size else ctx.r.diverged_at
     recovered = not ctx.r.diverged and np.isfinite(h[-1]) and h[-1] <= FAR * np.nanmin(h)
-    if recovered:  # a transient spike the run got over: worth knowing, not a failure
-        return [Finding("lr_too_high", "info",
-                        f"the loss spiked ×{_growth(fin_h):.3g} above its running minimum before settling; "
-                        f"lr={lr:g} is near the edge of stability.", first, ev, {})]
-    if b is not None and np.isfinite(b.lr_max):
+    if _known(b):
         ev.update(bound=b.lr_max, lambda_max=b.lambda_max, bound_kind=b.kind)
-        if b.batch_lr_max is not None:
-            ev["minibatch_bound"] = b.batch_lr_max
-        if lr <= b.lr_max and (b.batch_lr_max is None or lr <= b.batch_lr_max):
-            return []
-        limit = min(b.lr_max, b.batch_lr_max or math.inf)
-        fix = {"lr": round_sig(0.5 * limit)}
-        msg = (f"lr={lr:g} exceeds the stability bound {'(2+2β)/λmax' if b.momentum else '2/λmax'}="
-               f"{b.lr_max:.3g}" + (f" (minibatch bound {b.batch_lr_max:.3g})" if b.batch_lr_max else "")
-               + f"; the loss grew ×{_growth(fin):.3g}")
+        if lr <= b.lr_max:
+            # below the bound a rise is momentum's overshoot or minibatch noise; unless it lasts, no finding
+            if recovered:
+                return []
+            return [Finding("lr_too_high", "warning",
+                            f"the loss rose ×{_growth(fin):.3g} above its running minimum and did not come back, "
+                            f"although lr={lr:g} is below the full-batch stability bound {b.lr_max:.3g}: with "
+                            f"batches of {cfg['effective_batch_size']} rows each step sees a sharper, noisier "
+                            "curvature than the full batch's.", first, ev,
+                            _lr_candidates([lr / 3, lr / 10, lr / 30], lr)[0],
+                            alternatives=_lr_candidates([lr / 3, lr / 10, lr / 30], lr)[1:])]
+        fixes = _below_bound(b, lr)
+        bound_name = ("the stability bound (2+2β1)/((1−β1)·λmax(P⁻¹H)), P = √v̂+ε Adam's preconditioner,"
+                      if cfg["optimizer"] in ("adam", "adamw") else
+                      "the stability bound (2+2μ)/λmax" if b.momentum else "the stability bound 2/λmax")
+        if recovered:
+            return [Finding("lr_too_high", "info",
+                            f"the loss spiked ×{_growth(fin_h):.3g} above its running minimum before settling; "
+                            f"lr={lr:g} is above {bound_name} = {b.lr_max:.3g}.", first, ev, {})]
+        msg = f"lr={lr:g} exceeds {bound_name} = {b.lr_max:.3g}; the loss grew ×{_growth(fin):.3g}"
         if b.lr_max_standardized is not None and b.lr_max_standardized > 2 * b.lr_max:
             msg += f" (with standardize=True the bound becomes {b.lr_max_standardized:.3g})"
             ev["bound_standardized"] = b.lr_max_standardized
-        return [Finding("lr_too_high", "error", msg + ".", first, ev, fix)]
+        return [Finding("lr_too_high", "error", msg + ".", first, ev, fixes[0], alternatives=fixes[1:])]
+    if recovered:
+        return []
+    fixes = _lr_candidates([lr / 10, lr / 100, lr / 1000], lr)
     return [Finding("lr_too_high", "warning",
                     f"the loss rose ×{_growth(fin):.3g} above its running minimum (no stability bound could be "
                     f"computed for this run), which points to lr={lr:g} being too high.",
-                    first, ev, {"lr": round_sig(lr / 10)})]
+                    first, ev, fixes[0], alternatives=fixes[1:])]
+
+
+def _adaptive_jitter(ctx):
+    """Adam/RMSprop step every parameter by about lr, whatever the gradient's size: near the optimum
+    that keeps the loss ≈ ½·lr²·tr(H) above it. A loss floor far above the reachable one that this
+    jitter explains is an lr too high, though nothing diverges."""
+    cfg = ctx.cfg
+    if cfg["optimizer"] not in ADAPTIVE or ctx.r.diverged or not ctx.has_data:
+        return []
+    drop = ctx.trend()
+    if drop is None or drop > STALL_DROP:
+        return []  # still falling: not a floor
+    ref, ref_name = ctx.reference()
+    final = ctx.final_loss()
+    if ref is None or not final >= FAR * ref or final - ref <= 1e-12 * max(abs(ref), 1.0):
+        return []
+    lr = cfg["lr"]
+    jitter = 0.5 * lr * lr * ctx.hessian_trace()
+    excess = final - ref
+    if not jitter >= JITTER_SHARE * excess:
+        return []
+    ev = {"used": "epoch losses, the data and tr(H) at the final parameters", "final_loss": final,
+          "reference_loss": ref, "reference": ref_name, "hessian_trace": ctx.hessian_trace(),
+          "jitter_loss": jitter, "drop_last_quarter": drop}
+    target = math.sqrt(0.05 * max(excess, ref, 1e-12) / (0.5 * max(ctx.hessian_trace(), 1e-300)))
+    fixes = _lr_candidates([min(target, lr / 3), lr / 10, lr / 100], lr)
+    return [Finding("lr_too_high", "warning",
+                    f"the loss settled at {final:.3g}, {final / max(ref, 1e-300):.3g}× the reachable {ref:.3g} "
+                    f"({ref_name}): {cfg['optimizer']} moves every parameter by about lr={lr:g} each step, which keeps "
+                    f"the loss ≈ ½·lr²·tr(H) = {jitter:.3g} above its optimum.", None, ev, fixes[0],
+                    alternatives=fixes[1:])]
 
 
 def _growth(fin):
@@ -247,42 +408,103 @@ def _growth(fin):
 
 
 def lr_too_low(ctx):
-    if ctx.r.diverged:
+    if ctx.r.diverged or not ctx.has_data:
         return []
-    drop = ctx.trend()
-    if drop is None or drop <= STALL_DROP:
-        return []
-    h = ctx.hist
-    if not np.all(np.diff(h[int(0.5 * h.size):]) <= 1e-12 * np.abs(h[int(0.5 * h.size):-1])):
-        return []  # not a steady descent
-    ref = ctx.linear_optimum() or ctx.data_floor()
+    ref, ref_name = ctx.reference()
     final = ctx.final_loss()
-    if ref is None or final < FAR * ref:
+    if ref is None or not final >= FAR * ref or final - ref <= 1e-12 * max(abs(ref), 1.0):
         return []
-    lr = ctx.cfg["lr"]
-    b = ctx.bound()
-    ev = {"used": "epoch losses and the data", "drop_last_quarter": drop, "final_loss": final, "reference_loss": ref,
-          "reference": "least squares" if ctx.linear_optimum() else "cross-validated kNN"}
-    if b is not None and np.isfinite(b.lr_max) and b.lr_max != math.inf:
-        if lr > 0.1 * b.lr_max:
+    cfg = ctx.cfg
+    lr, steps = cfg["lr"], max(ctx.r.n_steps, 1)
+    drop = ctx.trend()
+    if drop is not None and drop < -STALL_DROP:
+        return []  # rising at the end: instability, not slowness
+    ev = {"used": "the data, the final and initial parameters", "final_loss": final, "reference_loss": ref,
+          "reference": ref_name, "steps": steps, "drop_last_quarter": drop}
+    if cfg["optimizer"] in ADAPTIVE:
+        theta0 = ctx.initial_theta()
+        if theta0 is None:
+            return []
+        travel = float(np.max(np.abs(np.asarray(ctx.r.theta, np.float64) - theta0)))
+        ev["travel_max"], ev["travel_limit"] = travel, lr * steps
+        fit = ctx.linear_fit() if cfg["loss"] == "mse" else None
+        need = None
+        if fit is not None:
+            dist = float(np.max(np.abs(fit[1] - np.asarray(ctx.r.theta, np.float64))))
+            need = dist / lr
+            ev["distance_to_optimum"], ev["steps_needed"] = dist, need
+        limited = travel >= TRAVEL_SHARE * lr * steps
+        if not (limited or (need is not None and need > steps)):
+            return []
+        whole = float(np.max(np.abs(fit[1] - theta0))) if fit is not None else None
+        fixes = _lr_candidates(([10 * whole / steps] if whole else []) + [10 * lr, 100 * lr], lr)
+        fixes = [f for f in fixes if f["lr"] > lr]
+        why = (f"{cfg['optimizer']} moves each parameter by at most about lr={lr:g} per step, and in {steps} steps "
+               f"the parameters moved up to {travel:.3g} of the {lr * steps:.3g} that allows")
+        if need is not None:
+            why += f"; the least-squares optimum is {ev['distance_to_optimum']:.3g} away, ~{need:.3g} steps at this lr"
+    else:
+        b = ctx.bound()
+        if not _known(b) or lr > LOW_LR_SHARE * b.lr_max:
             return []
         ev["bound"] = b.lr_max
-        fix = {"lr": round_sig(min(0.5 * b.lr_max, 100 * lr))}
-        tail = f", and lr={lr:g} is {b.lr_max / lr:.3g}× below the stability bound {b.lr_max:.3g}"
-    else:
-        fix = {"lr": round_sig(10 * lr)}
-        tail = ""
+        need = _sgd_steps_needed(ctx, lr / (1 - cfg.get("momentum", 0.0)), ref)
+        if need is not None:
+            ev["steps_needed"] = need
+            if need <= steps:
+                return []
+        elif drop is None or drop <= STALL_DROP:
+            return []  # no model of the remaining steps, and not visibly falling
+        fixes = _lr_candidates([0.5 * b.lr_max, 0.2 * b.lr_max], lr)
+        why = f"lr={lr:g} is {b.lr_max / lr:.3g}× below the stability bound {b.lr_max:.3g}"
+        if need is not None:
+            why += f", and at this lr the remaining error needs ~{need:.3g} steps (the run took {steps})"
+    if not fixes:
+        return []
     return [Finding("lr_too_low", "warning",
-                    f"the loss was still falling steadily at the end ({drop:.1%} over the last quarter of the epochs) "
-                    f"but ended at {final:.3g}, {final / ref:.3g}× the reachable {ref:.3g}{tail}.",
-                    None, ev, fix)]
+                    f"the loss ended at {final:.3g}, {final / max(ref, 1e-300):.3g}× the reachable {ref:.3g} "
+                    f"({ref_name}): {why}.", None, ev, fixes[0], alternatives=fixes[1:])]
+
+
+def _sgd_steps_needed(ctx, lr, ref):
+    """Gradient-descent steps the linear MSE model still needs to come within FAR× of its optimum:
+    the excess in each Hessian eigendirection shrinks by (1 − lr·λ)² per step (None otherwise)."""
+    fit = ctx.linear_fit()
+    if fit is None or ctx.cfg["loss"] != "mse":
+        return None
+    X, _ = ctx.sample()
+    Xt = np.column_stack([X, np.ones(X.shape[0])])
+    lam, vec = np.linalg.eigh(2.0 / X.shape[0] * Xt.T @ Xt)
+    e = vec.T @ (np.asarray(ctx.r.theta, np.float64) - fit[1])
+    excess = 0.5 * lam * e * e
+    target = (FAR - 1) * max(ref, 1e-300) / lam.size
+    need = 0.0
+    for li, xi in zip(lam, excess, strict=True):
+        if xi <= target:
+            continue
+        rate = abs(1 - lr * li)
+        if rate >= 1:
+            return math.inf
+        need = max(need, math.log(xi / target) / (-2 * math.log(rate)))
+    return need
 
 
 def unscaled_features(ctx):
     if not ctx.has_data:
         return []
     X, _ = ctx.sample()
-    return _unscaled(X, "the features as trained on")
+    found = _unscaled(X, "the features as trained on")
+    if found:
+        # standardizing changes the curvature, so the lr tuned for the raw features may then be far off
+        lr, std = ctx.cfg["lr"], {"standardize": "zscore"}
+        b = ctx.bound()
+        if ctx.cfg["optimizer"] in ADAPTIVE:
+            lrs = [10 * lr, 100 * lr]
+        else:
+            lrs = [0.5 * b.lr_max_standardized] if _known(b) and b.lr_max_standardized else []
+            lrs += [10 * lr, 100 * lr]
+        found[0].alternatives = [{**std, **f} for f in _lr_candidates(lrs, lr)]
+    return found
 
 
 def _unscaled(X, used):
@@ -317,7 +539,16 @@ def outliers(ctx):
         if robust is not None:
             zres, used = robust, "robust z of a Huber fit's residuals; loss shares at the final parameters"
     return _outliers(res, ctx.loss_fn(res), ctx.cfg["loss"], used,
-                     np.abs(_dloss(res, ctx.cfg)) * np.sqrt(1 + (X * X).sum(axis=1)), zres)
+                     np.abs(_dloss(res, ctx.cfg)) * np.sqrt(1 + (X * X).sum(axis=1)), zres, noise_floor(y),
+                     lr=ctx.cfg["lr"])
+
+
+def noise_floor(y):
+    """The smallest residual scale the outlier scores divide by: NOISE_FLOOR× the target's robust
+    spread (IQR/1.349, or its std when the IQR is 0), so that noise-free data keeps finite scores."""
+    q1, q3 = np.percentile(y, [25, 75])
+    spread = (q3 - q1) / 1.349 or float(np.std(y))
+    return NOISE_FLOOR * spread
 
 
 def robust_residuals(X, y):
@@ -340,10 +571,11 @@ def _dloss(res, cfg):
     return np.sign(res)
 
 
-def _outliers(res, per_loss, loss, used, per_grad, zres=None):
+def _outliers(res, per_loss, loss, used, per_grad, zres=None, floor=0.0, lr=None):
     zres = res if zres is None else zres
     med = np.median(zres)
-    mad = 1.482602218505602 * np.median(np.abs(zres - med))
+    raw_mad = 1.482602218505602 * np.median(np.abs(zres - med))
+    mad = max(raw_mad, floor)
     if mad == 0:
         mad = np.mean(np.abs(zres - med)) * 1.2533 or 1.0
     z = np.abs(zres - med) / mad
@@ -355,12 +587,19 @@ def _outliers(res, per_loss, loss, used, per_grad, zres=None):
         return []
     worst = np.argsort(z)[::-1][:5]
     ev = {"used": used, "rows": worst.tolist(), "robust_z": z[worst].tolist(), "top_share_of_loss": loss_share,
-          "top_share_of_gradient": grad_share, "top_rows": top.tolist(), "residual_scale_mad": float(mad)}
+          "top_share_of_gradient": grad_share, "top_rows": top.tolist(), "residual_scale_mad": float(raw_mad),
+          "residual_scale_used": float(mad)}
     if loss == "mse":
+        # Huber's δ = 1.345·σ keeps 95% efficiency on Gaussian noise (Huber 1964); a small δ bounds each
+        # row's gradient by δ, so plain SGD may then need a larger lr
+        huber = {"loss": "huber", "delta": round_sig(1.345 * mad)}
+        alts = [{"loss": "mae"}]
+        if lr is not None:
+            alts = [{**huber, **f} for f in _lr_candidates([3 * lr, 10 * lr], lr)] + alts
         return [Finding("outliers", "warning",
                         f"{k} sample(s) ({k / res.size:.1%} of rows, robust z up to {z.max():.3g}) carry "
                         f"{loss_share:.0%} of the loss and {grad_share:.0%} of the gradient under MSE.",
-                        None, ev, {"loss": "huber", "delta": round_sig(1.345 * mad)})]
+                        None, ev, huber, alternatives=alts)]
     return [Finding("outliers", "info",
                     f"{k} sample(s) have robust z up to {z.max():.3g}; the {loss} loss already limits their pull "
                     f"({grad_share:.0%} of the gradient).", None, ev, {})]
@@ -403,48 +642,75 @@ def unshuffled_batches(ctx):
                     spe if sawtooth else None, ev, {"shuffle": True})]
 
 
+def _mlp_fixes(ctx):
+    """A flexible model for the same data: a tanh MLP with Adam on standardized features, then wider."""
+    base = {"model": "mlp", "hidden": (32, 32), "activation": "tanh", "optimizer": "adam", "lr": 0.01}
+    if ctx.cfg["standardize"] is None:
+        base["standardize"] = "zscore"
+    return [base, {**base, "hidden": (64, 64), "lr": 0.003}, {**base, "activation": "relu", "init": "keras"}]
+
+
 def underfitting_and_plateau(ctx):
-    """underfitting: stalled at the model's own optimum, far above what the data allow; plateau:
-    stalled far above what the data (or the model's own optimum) allow."""
+    """underfitting (linear model): its own optimum is far above what the data allow, reached or
+    not; plateau: stalled far above what the data (or the model's own optimum) allow."""
     if ctx.r.diverged or not ctx.has_data:
-        return []
-    drop = ctx.trend()
-    h = ctx.hist
-    # stalled: neither falling nor rising (a rising loss is instability, lr_too_high's case)
-    if drop is None or abs(drop) > STALL_DROP or h[-1] > FAR * np.min(h):
         return []
     floor = ctx.data_floor()
     final = ctx.final_loss()
     opt = ctx.linear_optimum()
-    out = []
-    ev = {"used": "the data (cross-validated kNN floor" + (", least squares" if opt is not None else "") + ")",
+    drop = ctx.trend()
+    ev = {"used": "the data (cross-validated kNN floor" + (", the linear model's optimum" if opt is not None else "") + ")",
           "final_loss": final, "data_floor": floor, "linear_optimum": opt, "drop_last_quarter": drop}
+    if ctx.cfg["model"] == "linear" and floor is not None:
+        # physics, not a stall: the best this model can do on these rows against what the data allow
+        best = opt if opt is not None else final
+        if best >= FAR * floor and best - floor > 1e-3 * max(abs(floor), 1e-12):
+            X, y = ctx.sample()
+            res = ctx.predictions() - y
+            ev["residual_structure_r2"] = _structure(X, res)
+            what = "optimum" if opt is not None else "final loss"
+            fixes = _mlp_fixes(ctx)
+            return [Finding("underfitting", "warning",
+                            f"the best a linear model can do here (its {what} {best:.3g}) is {best / floor:.3g}× what "
+                            f"a flexible model reaches on the same data ({floor:.3g}); {ev['residual_structure_r2']:.0%} "
+                            "of the residuals' variance is predictable from X.", None, ev, fixes[0],
+                            alternatives=fixes[1:])]
+    h = ctx.hist
+    # far from what the model (linear: its optimum) or the data (kNN) allow at the end, falling slowly
+    # or not at all: the catch-all when no other finding names the cause (diagnose drops it then)
+    if drop is None or drop < -STALL_DROP or h[-1] > FAR * np.min(h):
+        return []
+    lr = ctx.cfg["lr"]
+    std = {"standardize": "zscore"} if ctx.cfg["standardize"] is None else {}
+    general = [{"optimizer": "adam", "lr": 0.01, **std}, *_lr_candidates([3 * lr, 10 * lr], lr)]
+    how = ("stopped improving" if drop <= STALL_DROP else
+           f"was still falling slowly ({drop:.1%} over the last quarter of the epochs)")
     if opt is not None and final >= FAR * opt and final > opt + 1e-12:
-        out.append(Finding("plateau", "warning",
-                           f"the loss stopped improving at {final:.3g}, {final / opt:.3g}× the least-squares optimum "
-                           f"{opt:.3g} this model can reach.", None, ev,
-                           {"lr": round_sig(ctx.cfg["lr"] * 3), "schedule": None}))
-        return out
+        return [Finding("plateau", "warning",
+                        f"the loss {how} at {final:.3g}, {final / opt:.3g}× the optimum {opt:.3g} this "
+                        "model can reach.", None, ev, general[0], alternatives=general[1:])]
     if floor is None or final < FAR * floor or final - floor < 1e-3 * max(abs(floor), 1e-12):
-        return out
+        return []
     X, y = ctx.sample()
-    res = ctx.predictions() - y
+    ev["residual_structure_r2"] = _structure(X, ctx.predictions() - y)
+    fixes = general
+    if ctx.cfg["model"] == "mlp":
+        wider = tuple(max(32, 2 * w) for w in ctx.cfg["hidden"])
+        fixes = [general[0], {"hidden": wider, **general[0]}, *general[1:]]
+    return [Finding("plateau", "warning",
+                    f"the loss {how} at {final:.3g}, {final / floor:.3g}× what the data allow "
+                    f"({floor:.3g}); {ev['residual_structure_r2']:.0%} of the residuals' variance is still predictable "
+                    "from X.", None, ev, fixes[0], alternatives=fixes[1:])]
+
+
+def _structure(X, res):
+    """Cross-validated R² of a kNN regressor predicting the residuals from X: how much of what the
+    model misses is still systematic."""
     from sklearn.model_selection import cross_val_score
     from sklearn.neighbors import KNeighborsRegressor
     Xs = Scaler.fit(X, "zscore").transform(X, np.float64)
-    structure = float(np.mean(cross_val_score(KNeighborsRegressor(10), Xs, res, cv=5, scoring="r2")))
-    ev["residual_structure_r2"] = structure
-    if ctx.cfg["model"] == "linear":
-        out.append(Finding("underfitting", "warning",
-                           f"the linear model's loss {final:.3g} is {final / floor:.3g}× what a flexible model reaches "
-                           f"on the same data ({floor:.3g}); {structure:.0%} of the residuals' variance is "
-                           "predictable from X.", None, ev, {"model": "mlp", "hidden": (32, 32)}))
-    else:
-        out.append(Finding("plateau", "warning",
-                           f"the loss stopped improving at {final:.3g}, {final / floor:.3g}× what the data allow "
-                           f"({floor:.3g}); {structure:.0%} of the residuals' variance is still predictable from X.",
-                           None, ev, {"optimizer": "adam", "lr": 0.01, "standardize": "zscore"}))
-    return out
+    k = max(1, min(10, int(0.8 * X.shape[0]) - 1))  # a CV fold trains on 80% of the rows
+    return float(np.mean(cross_val_score(KNeighborsRegressor(k), Xs, res, cv=5, scoring="r2")))
 
 
 def overfitting(ctx):
@@ -466,8 +732,14 @@ def overfitting(ctx):
     msg = (f"the validation loss rose ×{rise:.3g} after epoch {e_best} (to {val[-1]:.3g}) while the training "
            f"loss kept falling ({h[e_best]:.3g} → {h[-1]:.3g})")
     msg += "; early stopping restored the best epoch's parameters." if restored else "."
-    return [Finding("overfitting", sev, msg, ctx.step_of_epoch(e_best + 1), ev,
-                    {} if restored else {"early_stopping": 10, "weight_decay": 1e-3})]
+    if restored:
+        return [Finding("overfitting", sev, msg, ctx.step_of_epoch(e_best + 1), ev, {})]
+    patience = max(3, min(10, val.size // 10))
+    wd = 1e-2 if ctx.cfg["optimizer"] == "adamw" else 1e-3
+    fixes = [{"early_stopping": patience}, {"early_stopping": patience, "weight_decay": 10 * wd},
+             {"weight_decay": 10 * wd}] if ctx.cfg.get("early_stopping") is None else \
+        [{"weight_decay": 10 * wd}, {"restore_best": True}]
+    return [Finding("overfitting", sev, msg, ctx.step_of_epoch(e_best + 1), ev, fixes[0], alternatives=fixes[1:])]
 
 
 def _layer_grad_norms(layout, grads):
@@ -496,12 +768,17 @@ def vanishing_gradients(ctx):
         return []
     ev = {"used": used, "layer_grad_norms": norms.tolist(), "first_to_last_ratio": ratio}
     med = ratio
-    act = ctx.cfg["activation"]
-    fix = {"activation": "relu"} if act in ("sigmoid", "tanh") else {"init": "keras"}
+    act, hidden = ctx.cfg["activation"], tuple(ctx.cfg["hidden"])
+    # ReLU passes gradients through unscaled where sigmoid multiplies them by ≤ ¼ per layer; it needs an
+    # init whose variance keeps the signal (Glorot), and Adam rescales what is left per parameter
+    fixes = [{"activation": "relu", "init": "keras"}] if act in ("sigmoid", "tanh") else [{"init": "keras"}]
+    fixes += [{**fixes[0], "optimizer": "adam", "lr": 0.001}, {"activation": "tanh", "init": "keras"},
+              {"hidden": hidden[:2]}, {"hidden": hidden[:2], "optimizer": "adam", "lr": 0.01}]
+    fixes = [f for f in fixes if any(ctx.r.inputs is None or ctx.r.inputs.kwargs.get(k) != v for k, v in f.items())]
     return [Finding("vanishing_gradients", "warning",
                     f"the first layer's gradient is {med:.2g}× the last layer's (layer norms "
                     + ", ".join(f"{v:.2g}" for v in ev["layer_grad_norms"]) + f"): the early {act} layers barely learn.",
-                    step, ev, fix)]
+                    step, ev, fixes[0], alternatives=fixes[1:])]
 
 
 def dead_relu(ctx):
@@ -533,10 +810,19 @@ def dead_relu(ctx):
         ev["never_recovered_since_step"] = step
     sev = "warning" if frac[worst] >= DEAD_ERROR else "info"
     lr = ctx.cfg["lr"]
+    fixes = []
+    if sev == "warning":
+        # a unit dead for every row gets no gradient and cannot come back: start where units are alive
+        # (Glorot weights, zero biases), take smaller steps that do not push them under, or use an
+        # activation with a gradient everywhere
+        fixes = [{"init": "keras"}, {"init": "keras", **_lr_candidates([lr / 10], lr)[0]},
+                 {"activation": "tanh", "init": "keras"}, _lr_candidates([lr / 10], lr)[0]]
+        fixes = [f for f in fixes if any(ctx.r.inputs is None or ctx.r.inputs.kwargs.get(k) != v
+                                         for k, v in f.items())]
     return [Finding("dead_relu", sev,
                     f"{frac[worst]:.0%} of the ReLU units of hidden layer {worst + 1} output 0 for every training row"
                     + (f" and have since step {step}" if step is not None else "") + ".",
-                    step, ev, {"lr": round_sig(lr / 10), "init": "keras"} if sev == "warning" else {})]
+                    step, ev, fixes[0] if fixes else {}, alternatives=fixes[1:])]
 
 
 DETECTORS = (nonfinite, lr_too_high, lr_too_low, unscaled_features, outliers, unshuffled_batches,
