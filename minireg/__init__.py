@@ -6,7 +6,7 @@ loops whose every step can be recorded exactly.
     r.history["loss"], r.trace.step(3)
 """
 from . import datasets
-from .diagnose import Finding, LRRangeResult, StabilityBound, check_data, lr_range_test, stability_bound
+from .diagnose import Finding, LRRangeResult, Repair, StabilityBound, check_data, lr_range_test, stability_bound
 from .io import load
 from .layout import Layout
 from .result import TrainResult
@@ -15,9 +15,28 @@ from .trace import Trace
 from .train import DivergenceWarning, train
 
 __version__ = "0.1.0"
+
+
+def repair(X, y=None, *, max_rounds=5, **train_args):
+    """Train ``train(X, y, **train_args)`` and apply verified fixes round by round until no warning or
+    error remains; returns a :class:`Repair` (``.result``, ``.changes`` with before/after numbers,
+    ``.fix``: every changed argument). ``minireg.repair(result)`` repairs a run already trained."""
+    from .diagnose import repair as _repair
+    if isinstance(X, TrainResult):
+        if y is not None or train_args:
+            raise TypeError("minireg.repair(result) takes the trained run alone; to train first, call "
+                            "minireg.repair(X, y, **train_arguments).")
+        return _repair(X, max_rounds=max_rounds)
+    if y is None:
+        raise TypeError("minireg.repair needs X and y (and train's arguments), or a TrainResult.")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergenceWarning)
+        result = train(X, y, **train_args)
+    return _repair(result, max_rounds=max_rounds)
 __all__ = ["train", "TrainResult", "Trace", "Layout", "DivergenceWarning", "load", "MiniRegressor", "Finding",
            "check_data", "stability_bound", "StabilityBound", "lr_range_test", "LRRangeResult", "datasets",
-           "sweep", "SweepResult", "__version__"]
+           "sweep", "SweepResult", "repair", "Repair", "__version__"]
 
 
 def __getattr__(name):

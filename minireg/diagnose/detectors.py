@@ -7,8 +7,9 @@ Thresholds (module constants, stated here so they can be argued with):
   lr_too_high also needs lr > the stability bound when the bound can be computed (momentum-aware:
   (2+2μ)/λmax; a transient spike below the bound is momentum's overshoot, not instability).
 - Adam/RMSprop jitter: each step moves every parameter by about lr, which keeps the loss
-  ≈ ½·lr²·tr(H) above its optimum; a run that ends ≥ FAR× its reachable loss, not falling, with
-  that jitter ≥ JITTER_SHARE of the excess, has lr too high.
+  ≈ ½·lr²·tr(H) above its optimum; a run that ends ≥ FAR× its reachable loss on a floor (the best
+  epoch of the last quarter within FLOOR_PROGRESS of the quarter before's), with that jitter
+  ≥ JITTER_SHARE of the excess, has lr too high.
 - lr too low: a run ≥ FAR× its reachable loss whose remaining error needs more steps than the run
   took: for linear MSE with SGD, per Hessian eigendirection i, log(excess_i/target)/(−2·log|1−lr·λ_i|)
   (lr/(1−μ) with momentum), with lr ≤ LOW_LR_SHARE× the bound; for Adam/RMSprop, whose steps are
@@ -63,6 +64,7 @@ TRAVEL_SHARE = 0.3
 NOISE_FLOOR = 0.01
 ADAPTIVE = ("adam", "adamw", "rmsprop")
 RISE_UNDO = 0.5
+FLOOR_PROGRESS = 0.9
 MIN_ROWS = 20
 _MAX_ROWS = 4000
 
@@ -378,9 +380,15 @@ def _adaptive_jitter(ctx):
     cfg = ctx.cfg
     if cfg["optimizer"] not in ADAPTIVE or ctx.r.diverged or not ctx.has_data:
         return []
+    h = ctx.hist
+    if h.size < 8:
+        return []
+    # a floor: the best epoch of the last quarter is no better than the best of the quarter before
+    # (minima, since the jitter makes single epochs jump)
+    q2, q3 = int(0.5 * h.size), int(0.75 * h.size)
+    if np.min(h[q3:]) < FLOOR_PROGRESS * np.min(h[q2:q3]):
+        return []
     drop = ctx.trend()
-    if drop is None or drop > STALL_DROP:
-        return []  # still falling: not a floor
     ref, ref_name = ctx.reference()
     final = ctx.final_loss()
     if ref is None or not final >= FAR * ref or final - ref <= 1e-12 * max(abs(ref), 1.0):
