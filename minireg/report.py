@@ -108,7 +108,8 @@ def _findings(result):
 
 
 def _fix_text(fix):
-    return "train(..., " + ", ".join(f"{k}={v!r}" for k, v in fix.items()) + ")"
+    from .diagnose.findings import fix_call
+    return fix_call(fix)
 
 
 def outcome_rows(result):
@@ -338,8 +339,19 @@ def render(result):
         fs.append(f'<div class="finding sev-{sev}" id="finding-{code}" data-code="{code}">'
                   f'<h3><span class="badge">{sev}</span> <code>{code}</code>{where}</h3>'
                   f"<p>{_e(f.message)}</p>")
+        v = f.verified
         if f.fix:
             fs.append(f'<p>Fix: <code class="fix">{_e(_fix_text(f.fix))}</code></p>')
+            if v is not None and v["cleared"]:
+                from .diagnose.findings import verification_text
+                fs.append(f'<p class="ok">Verified: {_e(verification_text(v)[len("re-ran with it: "):])}</p>')
+            elif f.severity != "info":
+                fs.append("<p><small>Not verified by re-running "
+                          + _e(f.evidence.get("not_verified", "(the run does not keep its training data)")) + "."
+                          "</small></p>")
+        elif v is not None and not v["cleared"] and f.severity != "info":
+            tried = ", ".join(f"{_fix_text(t['fix'])} ({t['why']})" for t in v["tried"])
+            fs.append(f'<p class="bad">No fix found: tried {_e(tried)}.</p>')
         else:
             fs.append("<p>Fix: nothing to change.</p>")
         if f.evidence:

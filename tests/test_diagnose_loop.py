@@ -277,3 +277,18 @@ def test_a_fix_that_does_not_help_is_not_printed():
     (f,) = [f for f in r.diagnose(verify=True) if f.code == "unshuffled_batches"]
     assert f.severity == "info" and f.fix == {} and "did not improve" in f.message
     assert f.verified["tried"][0]["fix"] == {"shuffle": True} and not f.verified["tried"][0]["improved"]
+
+
+# ---- the example scripts: each applies its finding's fix and prints the difference
+EXAMPLES = sorted((__import__("pathlib").Path(__file__).parents[1] / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_script_runs_and_applies_the_printed_fix(path, capsys):
+    import runpy
+    ns = runpy.run_path(str(path), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "verified: re-ran with it" in out and "with the fix " in out
+    finding = next(f for f in ns["findings"] if f.fix == ns["fix"])
+    assert f"fix: {__import__('minireg.diagnose.findings', fromlist=['x']).fix_call(ns['fix'])}" in str(finding)
+    assert ns["good"].inputs.kwargs.items() >= ns["fix"].items()
