@@ -27,4 +27,5 @@ print(f"\nwith the fix {fix}:\n{good}")
 for r in (bad, good):
     g = r.trace.step(0)["grad"]
     ratio = (g["W1"] ** 2).sum() ** 0.5 / (g["W9"] ** 2).sum() ** 0.5
-    print(f"{r.config['activation']}: ‖∂L/∂W1‖ / ‖∂L/∂W9‖ at step 0 = {ratio:.2g}, final loss {r.history['loss'][-1]:.4g}")
+    print(f"{r.config['activation']}: ‖∂L/∂W1‖ / ‖∂L/∂W9‖ at step 0 = {ratio:.2g}, "
+          f"final loss {r.history['loss'][-1]:.4g}")

@@ -1,4 +1,5 @@
 """train(): validate → split/scale → layout/init → allocate → run the compiled loop → TrainResult."""
+import itertools
 import math
 import time
 import warnings
@@ -169,7 +170,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     winsorize = V.quantile_pair("winsorize", winsorize)
     winsorize_y = V.flag("winsorize_y", winsorize_y)
     if winsorize_y and winsorize is None:
-        raise ValueError("winsorize_y=True clips the target to the winsorize quantiles; pass winsorize=(low_q, high_q) too.")
+        raise ValueError("winsorize_y=True clips the target to the winsorize quantiles; "
+                         "pass winsorize=(low_q, high_q) too.")
     if early_stopping is not None:
         early_stopping = V.integer("early_stopping (the patience)", early_stopping, 0)
     min_delta = V.real("min_delta", min_delta, low=0.0)
@@ -273,7 +275,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     state = np.zeros((3, P), dtype)
     work = (np.zeros(nacts, dtype), np.zeros(nacts, dtype), np.zeros(P, dtype), np.zeros(P, dtype),
             np.zeros(P, dtype), np.zeros(4, dtype), np.arange(max(n, Xv.shape[0]), dtype=np.int64),
-            np.zeros(max(a * b for a, b in zip(layout.sizes, layout.sizes[1:])), dtype))
+            np.zeros(max(a * b for a, b in itertools.pairwise(layout.sizes)), dtype))
     mode = {False: TRACE_OFF, "norms": TRACE_NORMS, True: TRACE_FULL}[trace]
     full_rows = n_rows if trace is True else 0
     S = len(state_rows)

@@ -1,18 +1,18 @@
 """Diagnosis: name each failure mode of a run from its trace, history and data, with the
 evidence, the step where it began, and the fix (see detectors.py for the rules and thresholds)."""
-import math
 import time
 
 import numpy as np
 
 from .. import _validate as V
-from .curvature import StabilityBound, condition_number, stability_bound, steps_to_shrink
+from .curvature import StabilityBound, stability_bound
 from .detectors import DETECTORS, Context, _outliers, _unscaled, noise_floor, robust_residuals
 from .findings import CODES, Finding, sort_findings
 from .lr_range import LRRangeResult, lr_range_test
 from .verify import DEFAULT_BUDGET, Verifier, verify as _verify, verify_finding
 
-__all__ = ["Finding", "CODES", "diagnose", "repair", "Repair", "check_data", "stability_bound", "StabilityBound", "lr_range_test",
+__all__ = ["Finding", "CODES", "diagnose", "repair", "Repair", "check_data", "stability_bound", "StabilityBound",
+           "lr_range_test",
            "LRRangeResult"]
 
 

@@ -1,5 +1,7 @@
 """Loss, gradient, activations and Hessian-vector products of a layout at any parameters, computed
 by the same kernels the training loop uses (float64, on all the rows given at once)."""
+import itertools
+
 import numpy as np
 
 from ..kernels import activations, losses
@@ -18,7 +20,7 @@ class Model:
     def _buffers(self, n):
         sizes, woff, boff, aoff, nacts = self.layout.kernel_arrays(n)
         P = self.layout.size
-        wt = np.zeros(max(a * b for a, b in zip(self.layout.sizes, self.layout.sizes[1:])))
+        wt = np.zeros(max(a * b for a, b in itertools.pairwise(self.layout.sizes)))
         work = (np.zeros(nacts), np.zeros(nacts), np.zeros(P), np.zeros(P), np.zeros(P), np.zeros(4),
                 np.arange(n, dtype=np.int64), wt)
         return (sizes, woff, boff, aoff, self.act), work

@@ -295,7 +295,8 @@ def nonfinite(ctx):
         finite_loss = ctx.tr.loss[np.isfinite(ctx.tr.loss)]
         if finite_loss.size >= 2:
             ev["last_finite_loss"] = float(finite_loss[-1])
-            ev["loss_growth_per_step"] = float((finite_loss[-1] / max(finite_loss[0], 1e-300)) ** (1 / (finite_loss.size - 1)))
+            growth = finite_loss[-1] / max(finite_loss[0], 1e-300)
+            ev["loss_growth_per_step"] = float(growth ** (1 / (finite_loss.size - 1)))
     bad = [k for k, v in r.layout.unflatten(r.theta).items() if not np.all(np.isfinite(v))]
     ev["nonfinite_in"] = bad if bad else ["loss"]
     b = ctx.bound()
@@ -667,7 +668,8 @@ def underfitting_and_plateau(ctx):
     final = ctx.final_loss()
     opt = ctx.linear_optimum()
     drop = ctx.trend()
-    ev = {"used": "the data (cross-validated kNN floor" + (", the linear model's optimum" if opt is not None else "") + ")",
+    ev = {"used": "the data (cross-validated kNN floor"
+                  + (", the linear model's optimum" if opt is not None else "") + ")",
           "final_loss": final, "data_floor": floor, "linear_optimum": opt, "drop_last_quarter": drop}
     if ctx.cfg["model"] == "linear" and floor is not None:
         # physics, not a stall: the best this model can do on these rows against what the data allow
@@ -680,8 +682,9 @@ def underfitting_and_plateau(ctx):
             fixes = _mlp_fixes(ctx)
             return [Finding("underfitting", "warning",
                             f"the best a linear model can do here (its {what} {best:.3g}) is {best / floor:.3g}× what "
-                            f"a flexible model reaches on the same data ({floor:.3g}); {ev['residual_structure_r2']:.0%} "
-                            "of the residuals' variance is predictable from X.", None, ev, fixes[0],
+                            f"a flexible model reaches on the same data ({floor:.3g}); "
+                            f"{ev['residual_structure_r2']:.0%} of the residuals' variance is predictable from X.",
+                            None, ev, fixes[0],
                             alternatives=fixes[1:])]
     h = ctx.hist
     # far from what the model (linear: its optimum) or the data (kNN) allow at the end, falling slowly
@@ -735,7 +738,8 @@ def overfitting(ctx):
         return []
     ev = {"used": "epoch training and validation losses", "best_val_epoch": e_best, "best_val_loss": float(val[e_best]),
           "final_val_loss": float(val[-1]), "train_loss_at_best": float(h[e_best]), "final_train_loss": float(h[-1])}
-    restored = ctx.cfg.get("early_stopping") is not None and ctx.cfg.get("restore_best") and ctx.r.best_epoch is not None
+    restored = (ctx.cfg.get("early_stopping") is not None and ctx.cfg.get("restore_best")
+                and ctx.r.best_epoch is not None)
     sev = "info" if restored else "warning"
     msg = (f"the validation loss rose ×{rise:.3g} after epoch {e_best} (to {val[-1]:.3g}) while the training "
            f"loss kept falling ({h[e_best]:.3g} → {h[-1]:.3g})")
@@ -785,7 +789,8 @@ def vanishing_gradients(ctx):
     fixes = [f for f in fixes if any(ctx.r.inputs is None or ctx.r.inputs.kwargs.get(k) != v for k, v in f.items())]
     return [Finding("vanishing_gradients", "warning",
                     f"the first layer's gradient is {med:.2g}× the last layer's (layer norms "
-                    + ", ".join(f"{v:.2g}" for v in ev["layer_grad_norms"]) + f"): the early {act} layers barely learn.",
+                    + ", ".join(f"{v:.2g}" for v in ev["layer_grad_norms"])
+                    + f"): the early {act} layers barely learn.",
                     step, ev, fixes[0], alternatives=fixes[1:])]
 
 
