@@ -283,10 +283,10 @@ def minireg_matmul_rate(quick):
         flag = cuda.to_device(np.full(1, -1, np.int64))
         c = cuda.to_device(np.array([0, 0.5, 1, 2, 1, 1e-6], dt))
         grid = (-(-B // TILE), -(-fo // TILE))
+        args = (flag, 0, X, idx, 0, B, acts, -1, 0, theta, 0, fi * fo, fi, fo, 1, c)
 
-        def launch():
-            models.forward_hidden[grid, (TILE, TILE)](flag, 0, X, idx, 0, B, acts, -1, 0, theta, 0, fi * fo, fi,
-                                                      fo, 1, c)
+        def launch(grid=grid, args=args):  # this iteration's grid and arrays, bound at definition
+            models.forward_hidden[grid, (TILE, TILE)](*args)
         launch()
         cuda.synchronize()
         reps = 1 if SIM else 10
@@ -333,7 +333,7 @@ def rates(wl, us, peaks):
 def table(rows, header):
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(str(v).rjust(w) if i else str(v).ljust(w)  # noqa: E731
-                               for i, (v, w) in enumerate(zip(r, widths)))
+                               for i, (v, w) in enumerate(zip(r, widths, strict=True)))
     print(line(header))
     print("  ".join("-" * w for w in widths))
     for r in rows:
@@ -364,7 +364,7 @@ def run_workloads(wls, peaks, target, repeats):
 def run_sweep(title, wls, sizes, peaks, target, repeats):
     header = ("size", "cpu µs", "cuda µs", "torch-cuda", "cpu/cuda", "cuda GB/s (of peak)", "cuda GFLOP/s (of peak)")
     rows, crossover = [], None
-    for size, wl in zip(sizes, wls):
+    for size, wl in zip(sizes, wls, strict=True):
         print(f"  {title} {wl.key} ...", file=sys.stderr, flush=True)
         r = measure(wl, target, repeats, traced=False)
         ratio = _ratio(r["cpu"], r["cuda"])

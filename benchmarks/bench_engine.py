@@ -227,12 +227,12 @@ def numpy_runner(wl, X, y):
                 grads = gradients(params, Xe[i:i + bs], ye[i:i + bs])
                 steps += 1
                 if wl.optimizer == "sgd":
-                    for p, g in zip(flat, grads):
+                    for p, g in zip(flat, grads, strict=True):
                         p -= wl.lr * g
                     continue
                 step_size = wl.lr / (1 - b1**steps)
                 sqrt_bc2 = math.sqrt(1 - b2**steps)
-                for p, g, mi, vi in zip(flat, grads, m, v):
+                for p, g, mi, vi in zip(flat, grads, m, v, strict=True):
                     mi *= b1
                     mi += (1 - b1) * g
                     vi *= b2
@@ -355,8 +355,11 @@ def environment_lines():
                 f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "torch n/a",
                 f"sklearn {sklearn.__version__}" if sklearn else "sklearn n/a"]
     src = Path(minireg.__file__).resolve().parent
+
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=src, capture_output=True, text=True, check=True).stdout
+
     try:
-        git = lambda *a: subprocess.run(["git", *a], cwd=src, capture_output=True, text=True, check=True).stdout
         commit = git("rev-parse", "--short", "HEAD").strip()
         commit += " (uncommitted changes in minireg/)" if git("status", "--porcelain", "--", ".") else ""
     except (OSError, subprocess.CalledProcessError):
@@ -438,7 +441,7 @@ def text_table(head, rows):
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
     def line(r):
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
     return "\n".join([line(head), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
@@ -457,7 +460,8 @@ def report(results, env, bandwidth, flops_all, flops_1t, quick):
     if any(wl.key in FLOOR_WORKLOADS for wl, _ in results):
         tables.append(("floor (W5/W6)", floor_rows(results, bandwidth, flops)))
     text = "\n".join(env + extra) + "\n"
-    md = "\n## bench_engine " + env[0].split(": ", 1)[1] + "\n\n" + "\n".join(f"- {l}" for l in env + extra) + "\n"
+    md = ("\n## bench_engine " + env[0].split(": ", 1)[1] + "\n\n"
+          + "\n".join(f"- {line}" for line in env + extra) + "\n")
     for title, (head, rows) in tables:
         text += f"\n{title}:\n{text_table(head, rows)}\n"
         md += f"\n**{title}**\n\n{markdown_table(head, rows)}\n"

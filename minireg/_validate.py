@@ -5,6 +5,7 @@ that names the argument, what was given and what is allowed, before anything is 
 """
 import difflib
 import functools
+import itertools
 import math
 import numbers
 import os
@@ -347,13 +348,13 @@ def run_memory(*, n, d, n_val, sizes, batch_size, epochs, itemsize, trace, trace
                n_state):
     """Bytes of the buffers train() allocates, by cause (Python ints: no overflow for absurd sizes).
     The trace counts at most ``trace_budget`` (a larger one is refused by its own check)."""
-    P = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    P = sum(a * b + b for a, b in itertools.pairwise(sizes))
     bs = n if batch_size is None else min(batch_size, n)
     steps = epochs * -(-n // bs)
     parts = {
         f"parameters, gradient and optimizer state (hidden={tuple(sizes[1:-1])})": P * (8 + 8 * itemsize),
         f"activation buffers (batch_size={bs} rows x layer widths {tuple(sizes[1:])})":
-            2 * bs * sum(sizes[1:]) * itemsize + max(a * b for a, b in zip(sizes, sizes[1:])) * itemsize,
+            2 * bs * sum(sizes[1:]) * itemsize + max(a * b for a, b in itertools.pairwise(sizes)) * itemsize,
         f"per-epoch history (epochs={epochs})": epochs * (2 * itemsize + 32),
         "training data copies (X, y and their scaled forms)":
             (n + n_val) * (d + 1) * (itemsize + 16) + 8 * max(n, n_val) + 8 * min(n * epochs, max(n, 1 << 22)),
@@ -477,7 +478,8 @@ def lr_array(name, value):
         raise ValueError(f"{name} must be a non-empty 1-D array of learning rates, got shape {arr.shape}.")
     arr = arr.astype(np.float64)
     if not (np.isfinite(arr).all() and (arr > 0).all()):
-        raise ValueError(f"{name} must hold finite learning rates > 0; found {arr[~(np.isfinite(arr) & (arr > 0))][:3]}.")
+        raise ValueError(f"{name} must hold finite learning rates > 0; "
+                         f"found {arr[~(np.isfinite(arr) & (arr > 0))][:3]}.")
     return arr
 
 

@@ -613,12 +613,12 @@ def _numpy_loop(X, y, sizes, optimizer, lr, batch_size):
                         delta = (delta @ params[2 * k].T) * (acts[k] > 0)
                 steps += 1
                 if optimizer == "sgd":
-                    for p, g in zip(params, grads):
+                    for p, g in zip(params, grads, strict=True):
                         p -= lr * g
                     continue
                 step_size = lr / (1 - b1 ** steps)
                 sqrt_bc2 = math.sqrt(1 - b2 ** steps)
-                for p, g, mi, vi in zip(params, grads, m, v):
+                for p, g, mi, vi in zip(params, grads, m, v, strict=True):
                     mi *= b1
                     mi += (1 - b1) * g
                     vi *= b2
@@ -684,7 +684,7 @@ def cmd_bench(args):
         kw = dict(model="mlp" if hidden else "linear", hidden=hidden or (10,), activation="relu",
                   optimizer=optimizer, lr=lr, batch_size=bs, progress=False, trace_budget=2 * _BENCH_TRACE_BYTES)
 
-        def runner(trace, device="cpu"):
+        def runner(trace, device="cpu", X=X, y=y, kw=kw):  # this workload's data and arguments
             def run(epochs):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)

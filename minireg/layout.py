@@ -21,8 +21,8 @@ class Layout:
                 slices.append(slice(off, off + size))
                 off += size
         self.names = tuple(names)
-        self.shapes = dict(zip(names, shapes))
-        self.slices = dict(zip(names, slices))
+        self.shapes = dict(zip(names, shapes, strict=True))
+        self.slices = dict(zip(names, slices, strict=True))
         self.size = off
 
     @property

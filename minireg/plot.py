@@ -55,7 +55,8 @@ def plot_path(result, ax=None):
     """(W1, b1) over the loss contours, for the linear model on one feature."""
     lay, tr = result.layout, result.trace
     if lay.size != 2:
-        raise ValueError(f"plot_path needs a model with exactly two parameters (linear, one feature); this one has {lay.size}.")
+        raise ValueError("plot_path needs a model with exactly two parameters (linear, one feature); "
+                         f"this one has {lay.size}.")
     if tr is None or tr.params is None:
         raise ValueError("plot_path needs the parameter path: train with trace=True.")
     if result.data is None:
@@ -84,7 +85,8 @@ def plot_path(result, ax=None):
     ax.plot(*path[0], "ks", label="start")
     ax.plot(*coef, "k*", ms=10, label="least squares")
     ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), xlabel="W1", ylabel="b1",
-           title=f"{result.config['optimizer']}, lr={result.config['lr']:g}" + (" (diverged)" if result.diverged else ""))
+           title=f"{result.config['optimizer']}, lr={result.config['lr']:g}"
+           + (" (diverged)" if result.diverged else ""))
     ax.legend(fontsize=8)
     return ax.figure
 

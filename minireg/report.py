@@ -218,7 +218,8 @@ def _bound_section(result, findings):
                 row("λmax", lambda b: _e(_num(b.lambda_max, 4))),
                 row("how λmax was obtained", lambda b: f"<small>{_e(b.kind)}</small>")]
         if any(b.sharpest_batch_lr is not None for _, b in bounds):
-            rows.append(row(f"sharpest-batch lr (batch {bounds[0][1].batch_size}; a noise-scale figure, not a threshold)",
+            rows.append(row(f"sharpest-batch lr (batch {bounds[0][1].batch_size}; "
+                            "a noise-scale figure, not a threshold)",
                             lambda b: _e(_num(b.sharpest_batch_lr, 4)) if b.sharpest_batch_lr is not None else "n/a"))
         if any(b.kappa is not None for _, b in bounds):
             rows.append(row("condition number κ (GD steps to shrink the error 1000×)",

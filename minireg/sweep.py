@@ -92,7 +92,7 @@ def _check_grid(grid, fixed):
 
 def _configs(values):
     keys = list(values)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*values.values())]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values.values())]
 
 
 def _precheck(params):
@@ -192,7 +192,7 @@ class SweepResult:
     def __init__(self, grid, fixed, configs, rows, results):
         self.grid, self.fixed, self.configs = grid, fixed, configs
         self.results = results
-        records = [{**c, **r} for c, r in zip(configs, rows)]
+        records = [{**c, **r} for c, r in zip(configs, rows, strict=True)]
         pd = _pandas()
         self.table = records if pd is None else pd.DataFrame.from_records(records)
 
@@ -237,7 +237,7 @@ class SweepResult:
         records = self.records()
         fig, axes = plt.subplots(1, len(panels), figsize=(min(4.2 * len(panels), 18), 3.8), squeeze=False,
                                  constrained_layout=True)
-        for ax, value in zip(axes[0], panels):
+        for ax, value in zip(axes[0], panels, strict=True):
             curves = []  # (finite positive values, diverged)
             for i, cfg in enumerate(self.configs):
                 if cfg[key] is not value and cfg[key] != value:
@@ -321,7 +321,8 @@ def sweep(X, y, grid, *, n_jobs=-1, client=None, keep="results", diagnose=True, 
         trace_part = sum(t for t, _ in per_run)
         raise ValueError(
             f"the sweep would hold about {V.format_bytes(need)} for {what}, above memory_budget="
-            f"{V.format_bytes(memory_budget)} ({len(configs)} configurations; traces {V.format_bytes(trace_part)} in all). "
+            f"{V.format_bytes(memory_budget)} ({len(configs)} configurations; "
+            f"traces {V.format_bytes(trace_part)} in all). "
             "Record less (trace='norms' or trace_every=k), keep only the histories (keep='history'), "
             "sweep a smaller grid, or raise memory_budget.")
 
@@ -333,7 +334,7 @@ def sweep(X, y, grid, *, n_jobs=-1, client=None, keep="results", diagnose=True, 
             out = joblib.Parallel(n_jobs=-1)(jobs)
     else:
         out = joblib.Parallel(n_jobs=n_jobs)(jobs)
-    rows, results = zip(*out) if out else ((), ())
+    rows, results = zip(*out, strict=True) if out else ((), ())
     return SweepResult(values, dict(fixed), configs, list(rows), list(results))
 
 

@@ -5,8 +5,8 @@ loss at the parameters before the step), ``lr``, ``grad_norm``, ``update_norm``,
 (L2 norms of the gradient, the update, and the parameters before the step), ``clipped``
 (whether gradient clipping changed the step's gradient).
 With ``trace=True`` also (rows, P) arrays: ``params`` (before the step), ``grad`` (as the optimizer
-saw it: coupled weight decay and the L1 subgradient included, before any clipping), ``update`` (params after − params before) and ``state``
-(name → (rows, P), the optimizer state after the step).
+saw it: coupled weight decay and the L1 subgradient included, before any clipping), ``update`` (params
+after − params before) and ``state`` (name → (rows, P), the optimizer state after the step).
 
 ``trace.step`` is both the column of step indices (``trace.step[5]``) and a method:
 ``trace.step(12)`` returns step 12 as a dict of named, layer-shaped arrays.
@@ -152,7 +152,8 @@ def _explain(trace, i):
     L.append(f"  loss          {loss} = {float(trace.loss[r]):.6g}")
     L.append(f"  dL/dp         {rule} = {_fmt(dl)}")
     g = trace.unflatten(trace.grad[r])
-    L.append("  gradient" + ("  (coupled weight decay included)" if cfg.get("weight_decay") and cfg["optimizer"] != "adamw" else ""))
+    coupled = cfg.get("weight_decay") and cfg["optimizer"] != "adamw"
+    L.append("  gradient" + ("  (coupled weight decay included)" if coupled else ""))
     for name in trace.names:
         L.append(f"    {name:<4} {_fmt(g[name])}")
     L.append(f"  optimizer     {_OPTIMIZER_RULES[cfg['optimizer']]}")

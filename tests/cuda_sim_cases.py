@@ -125,7 +125,7 @@ if SIMULATOR:
         _make_simulator_thread_safe()
     except (ImportError, AttributeError) as e:  # another simulator layout: run it as it is
         warnings.warn(f"could not patch numba's CUDA simulator ({e}); its thread races may show up as flaky "
-                      "failures")
+                      "failures", stacklevel=2)
     # The simulator's block manager busy-polls its threads; a short GIL switch interval lets the
     # simulated threads run instead of waiting out the default 5 ms slices (about 5x faster here).
     sys.setswitchinterval(1e-5)

@@ -21,7 +21,7 @@ def data(tmp_path_factory):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 3))
     y = X @ np.array([1.0, 2.0, -1.0]) + 0.5 + 0.1 * rng.normal(size=120)
-    lines = ["a,b,c,y"] + [",".join(repr(float(v)) for v in (*row, t)) for row, t in zip(X, y)]
+    lines = ["a,b,c,y"] + [",".join(repr(float(v)) for v in (*row, t)) for row, t in zip(X, y, strict=True)]
     (d / "data.csv").write_text("\n".join(lines) + "\n")
     np.savez(d / "data.npz", X=X, y=y)
     np.savez(d / "named.npz", features=X, target=y)

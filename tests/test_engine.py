@@ -261,7 +261,8 @@ def test_bad_data_gets_one_clear_error():
     X, y = _mlp_data(d=2)
     Xn = X.copy()
     Xn[3, 1] = np.nan
-    with pytest.raises(ValueError, match=r"X has 1 NaN/inf value\(s\) in 1 row\(s\) \(first rows \[3\]\) and column\(s\) \[1\]"):
+    with pytest.raises(ValueError, match=r"X has 1 NaN/inf value\(s\) in 1 row\(s\) \(first rows \[3\]\) "
+                                         r"and column\(s\) \[1\]"):
         minireg.train(Xn, y)
     with pytest.raises(ValueError, match="X has 60 samples but y has 59"):
         minireg.train(X, y[:-1])

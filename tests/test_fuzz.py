@@ -391,7 +391,7 @@ def _same(v, snap):
         for k in v:
             _same(v[k], snap[1][k])
     elif kind == "tuple":
-        for a, s in zip(v, snap[1]):
+        for a, s in zip(v, snap[1], strict=True):
             _same(a, s)
     elif kind == "array":
         np.testing.assert_array_equal(v, snap[1], strict=True)
@@ -498,7 +498,7 @@ def test_train_returns_a_consistent_result_or_one_clear_error(case):
     note(f"kwargs: {kw!r}")
     snaps = [_snapshot(v) for v in (X, y, kw.get("init"), kw.get("validation"), kw.get("step_lrs"))]
     r, err, caught = _call(minireg.train, X, y, **kw)
-    for v, s in zip((X, y, kw.get("init"), kw.get("validation"), kw.get("step_lrs")), snaps):
+    for v, s in zip((X, y, kw.get("init"), kw.get("validation"), kw.get("step_lrs")), snaps, strict=True):
         _same(v, s)  # inputs are never modified, whether the call succeeded or not
     if err is not None:
         note(f"error: {type(err).__name__}: {err}")

@@ -24,7 +24,7 @@ def _loss_and_grad(X, y, model, act, loss, theta, layout):
     return r.trace.loss[0], r.trace.grad[0]
 
 
-@pytest.mark.parametrize("model,act,loss", [(m, a, l) for (m, a), l in itertools.product(MODELS, LOSSES)])
+@pytest.mark.parametrize("model,act,loss", [(m, a, loss) for (m, a), loss in itertools.product(MODELS, LOSSES)])
 def test_gradient_matches_central_differences(model, act, loss):
     X, y = _data()
     sizes = (3, 1) if model == "linear" else (3, 5, 4, 1)

@@ -67,7 +67,7 @@ def _same_value(a, b):
             _same_value(a[k], b[k])
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b)
-        for x, z in zip(a, b):
+        for x, z in zip(a, b, strict=True):
             _same_value(x, z)
     elif isinstance(a, np.ndarray):
         _same_array(a, b)
@@ -79,7 +79,7 @@ def _same_value(a, b):
 
 def _same_scaler(s, t):
     assert s.kind == t.kind and s.constant == t.constant
-    for u, v in [(s.center, t.center), (s.scale, t.scale)] + (list(zip(s.clip, t.clip)) if s.clip else []):
+    for u, v in [(s.center, t.center), (s.scale, t.scale)] + (list(zip(s.clip, t.clip, strict=True)) if s.clip else []):
         assert type(u) is type(v)
         np.testing.assert_array_equal(u, v, strict=True)
     assert (s.clip is None) == (t.clip is None)
@@ -109,26 +109,26 @@ def _same_trace(a, b):
             _same_value(sa[k], sb[k])
 
 
-def _same_result(r, l, X):
-    _same_array(r.theta, l.theta)
-    assert l.layout.sizes == r.layout.sizes and l.layout.names == r.layout.names
-    assert list(l.params) == list(r.params)
+def _same_result(r, loaded, X):
+    _same_array(r.theta, loaded.theta)
+    assert loaded.layout.sizes == r.layout.sizes and loaded.layout.names == r.layout.names
+    assert list(loaded.params) == list(r.params)
     for k in r.params:
-        _same_array(r.params[k], l.params[k])
-    _same_value(r.config, l.config)
-    assert list(l.history) == list(r.history)
+        _same_array(r.params[k], loaded.params[k])
+    _same_value(r.config, loaded.config)
+    assert list(loaded.history) == list(r.history)
     for k in r.history:
-        _same_array(r.history[k], l.history[k])
-    _same_trace(r.trace, l.trace)
-    _same_scaler(r.x_scaler, l.x_scaler)
-    _same_scaler(r.y_scaler, l.y_scaler)
+        _same_array(r.history[k], loaded.history[k])
+    _same_trace(r.trace, loaded.trace)
+    _same_scaler(r.x_scaler, loaded.x_scaler)
+    _same_scaler(r.y_scaler, loaded.y_scaler)
     for attr in ("diverged", "diverged_at", "n_steps", "seconds", "stopped_epoch", "best_epoch"):
-        assert getattr(l, attr) == getattr(r, attr) and type(getattr(l, attr)) is type(getattr(r, attr)), attr
-    assert repr(l) == repr(r)
-    _same_array(r.predict(X), l.predict(X))
+        assert getattr(loaded, attr) == getattr(r, attr) and type(getattr(loaded, attr)) is type(getattr(r, attr)), attr
+    assert repr(loaded) == repr(r)
+    _same_array(r.predict(X), loaded.predict(X))
     Xnew = np.random.default_rng(7).normal(size=(9, X.shape[1])) * 20
-    _same_array(r.predict(Xnew), l.predict(Xnew))
-    assert l.data is None
+    _same_array(r.predict(Xnew), loaded.predict(Xnew))
+    assert loaded.data is None
 
 
 @pytest.mark.parametrize("name", list(RUNS))

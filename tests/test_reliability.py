@@ -412,7 +412,7 @@ def test_inputs_are_never_modified(kind, dtype):
     everything = [X, y, Xv, yv, *init.values()]
     snaps = [_snapshot(v) for v in everything]
     r = minireg.train(X, y, **RICH, init=init, validation=(Xv, yv), dtype=dtype)
-    for v, s in zip(everything, snaps):
+    for v, s in zip(everything, snaps, strict=True):
         _unchanged(v, s)
     pred_in = X if kind == "pandas" else _kinds(np.asarray(X, dtype=np.float64))[kind]
     snap = _snapshot(pred_in)
@@ -420,7 +420,7 @@ def test_inputs_are_never_modified(kind, dtype):
     _unchanged(pred_in, snap)
     # the run holds copies, not views: writing to them leaves the caller's arrays alone
     r.data[0][:] = 0
-    for v, s in zip(everything, snaps):
+    for v, s in zip(everything, snaps, strict=True):
         _unchanged(v, s)
 
 

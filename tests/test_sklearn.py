@@ -98,7 +98,7 @@ def test_grid_search_over_lr_and_optimizer():
     assert search.best_score_ > 0.95
     assert search.best_params_["lr"] >= 1e-2  # lr=1e-4 cannot get there in 100 full-batch steps
     scores = dict(zip(map(lambda p: (p["optimizer"], p["lr"]), search.cv_results_["params"]),
-                      search.cv_results_["mean_test_score"]))
+                      search.cv_results_["mean_test_score"], strict=True))
     assert scores[("sgd", 1e-4)] < 0.5 and scores[("adam", 1e-4)] < 0.5
     best = search.best_estimator_
     assert best.result_.config["lr"] == search.best_params_["lr"]

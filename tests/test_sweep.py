@@ -44,7 +44,7 @@ def local(data):
 def assert_same_runs(result, reference, findings=True):
     assert len(result) == len(reference)
     rows = result.records()
-    for row, got, ref in zip(rows, result.results, reference):
+    for row, got, ref in zip(rows, result.results, reference, strict=True):
         h = got["history"] if isinstance(got, dict) else got.history
         assert set(h) == set(ref.history)
         for k in ref.history:
@@ -71,8 +71,8 @@ def test_table_rows_columns_and_order(local, sequential):
     import pandas as pd
     assert isinstance(table, pd.DataFrame)
     assert list(table.columns) == ["optimizer", "lr", *NUMBERS, "seconds"]
-    assert list(zip(table["optimizer"], table["lr"])) == [("sgd", 0.05), ("sgd", 1000.0), ("adam", 0.05),
-                                                          ("adam", 1000.0)]
+    assert list(zip(table["optimizer"], table["lr"], strict=True)) == [("sgd", 0.05), ("sgd", 1000.0),
+                                                                       ("adam", 0.05), ("adam", 1000.0)]
     assert table["diverged"].tolist() == [r.diverged for r in sequential]
     assert table["diverged"].any() and not table["diverged"].all()  # the grid has both outcomes
     assert (table["seconds"] > 0).all()
@@ -172,7 +172,7 @@ def test_dask_distributed_cluster_equals_local(data, sequential, local):
             s = minireg.sweep(*data, grid=GRID, client=client, diagnose=False, **FIXED)
     assert len(ts.data) >= 4 and {t["worker"] for t in ts.data}  # the runs went to the cluster's workers
     assert_same_runs(s, sequential, findings=False)
-    for ra, rb in zip(s.records(), local.records()):
+    for ra, rb in zip(s.records(), local.records(), strict=True):
         for k in ("final_loss", "val_loss", "diverged", "diverged_at"):
             assert ra[k] == rb[k] or (ra[k] != ra[k] and rb[k] != rb[k]), k
         assert ra["finding"] is None and ra["severity"] is None
