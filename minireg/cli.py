@@ -324,6 +324,12 @@ def _train_kwargs(args):
             raise CLIError(f"--opt {key}=... is not a training argument that can be set here")
         kw[key] = value
     kw["progress"] = False if args.no_progress else (True if args.progress else None)
+    if getattr(args, "resume", None):
+        kw["resume"] = args.resume
+    if getattr(args, "checkpoint", None):
+        kw["checkpoint"] = args.checkpoint
+    if getattr(args, "checkpoint_every", None) is not None:
+        kw["checkpoint_every"] = args.checkpoint_every
     return kw
 
 
@@ -421,9 +427,13 @@ def _check_output(path, flag):
 
 
 def cmd_train(args):
-    for path, flag in ((args.save, "--save"), (args.report, "--report")):
+    for path, flag in ((args.save, "--save"), (args.report, "--report"), (args.checkpoint, "--checkpoint")):
         if path:
             _check_output(path, flag)
+    if args.resume:
+        _check_file(args.resume)
+        if args.epochs is None:
+            raise CLIError("--resume needs --epochs: how many more epochs to train")
     X, y, features, target = load_data(args.data, args.target, args.features)
     kw = _train_kwargs(args)
     from .train import train
@@ -755,6 +765,12 @@ def build_parser():
                    help="any other train() argument, e.g. --opt momentum=0.9 --opt clip_grad_norm=1 "
                         "--opt winsorize=0.01,0.99 (repeatable)")
     t.add_argument("--save", metavar="PATH", help="write the run (minireg.load reads it back)")
+    t.add_argument("--resume", metavar="RUN", help="continue a saved run (its settings, unless given again) for "
+                   "--epochs more epochs, exactly as if it had not stopped")
+    t.add_argument("--checkpoint", metavar="PATH", help="write the run so far to PATH (atomically) as it trains, "
+                   "and at the end; --resume PATH continues it after a crash")
+    t.add_argument("--checkpoint-every", type=_positive_int, metavar="EPOCHS",
+                   help="epochs between checkpoints (default: every epoch, at most 4%% of the training time)")
     t.add_argument("--report", metavar="HTML", help="also write an HTML report of the run")
     g = t.add_mutually_exclusive_group()
     g.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -26,6 +26,11 @@ with ``allow_pickle=False``. Members, in this order:
     - ``x_scaler``, ``y_scaler``: ``{"kind": null|"zscore"|"minmax"|"robust", "constant": [column
       indices], "clipped": bool}``; their numbers are members (below).
     - ``trace``: null, or ``{"mode": "full"|"norms", "every": k, "state": [state names]}``.
+    - ``interrupted``: whether Ctrl-C stopped the run (optional, false when absent).
+    - ``continuation``: null or absent (then the run cannot be resumed), or where the run stands,
+      as minireg.resume.Continuation keeps it: ``{"t", "epoch", "offset", "rng_state" (the
+      shuffling stream's numpy bit-generator state), "plateau": null|[lr, best, bad_epochs],
+      "stopper": null|{"best", "best_epoch", "wait"}}``; its arrays are members (below).
     - ``findings``: a list (``result.findings`` when the run has it, else ``[]``); an item with a
       ``to_dict()`` method (a diagnosis ``Finding``) is stored as that dict and loaded back as a
       ``Finding``.
@@ -49,6 +54,10 @@ with ``allow_pickle=False``. Members, in this order:
     The trace's columns, one entry per recorded row (only when ``trace`` is not null).
 ``trace.params``, ``trace.grad``, ``trace.update``, ``trace.state.<name>``
     (rows, P) arrays, only for ``mode == "full"``.
+``continuation.theta``, ``continuation.state``, ``continuation.history``, ``continuation.lr_history``
+(and ``continuation.val_history``, ``continuation.perm``, ``continuation.best_theta`` when the run has them)
+    What ``train(resume=...)`` starts from: the last step's parameters, the optimizer state (3, P),
+    the history so far, the part-done epoch's row order, early stopping's best parameters.
 
 Writing is atomic: the archive goes to a temporary file in the destination's directory, is
 flushed and fsync'ed, and then renamed over the destination (``os.replace``), so ``path`` holds
@@ -187,6 +196,11 @@ def _pack(result):
             for name, block in tr.state.items():
                 put(f"trace.state.{name}", block)
 
+    cont = getattr(result, "continuation", None)
+    if cont is not None:
+        for name, value in cont.arrays().items():
+            put(f"continuation.{name}", value)
+
     def opt_int(v):
         return None if v is None else int(v)
 
@@ -201,6 +215,8 @@ def _pack(result):
         **scalers,
         "trace": trace_meta,
         "findings": _encode(getattr(result, "findings", None) or [], "findings"),
+        "interrupted": bool(getattr(result, "interrupted", False)),
+        "continuation": None if cont is None else _encode(cont.meta(), "continuation"),
         "arrays": manifest,
     }
     text = json.dumps(meta, allow_nan=False, separators=(",", ":"))
@@ -407,6 +423,16 @@ def _build(fh, meta):
             trace = Trace(layout, True if full else "norms", tm["every"], index, scalars,
                           blocks["params"], blocks["grad"], blocks["update"], state)
 
+        cont = None
+        if meta.get("continuation") is not None:
+            from .resume import Continuation
+            names = [m[len("continuation."):] for m in manifest if m.startswith("continuation.")]
+            arrays = {name: get(f"continuation.{name}") for name in names}
+            _need({"theta", "state", "history", "lr_history"} <= set(arrays)
+                  and arrays["theta"].shape == (layout.size,) and arrays["state"].shape == (3, layout.size),
+                  "bad continuation arrays")
+            cont = Continuation.from_saved(_decode(meta["continuation"]), arrays)
+
     for key in ("n_steps",):
         _need(_is_int(meta[key]), f"bad {key}")
     for key in ("diverged_at", "stopped_epoch", "best_epoch"):
@@ -422,4 +448,6 @@ def _build(fh, meta):
         seconds=float(meta["seconds"]), x_scaler=scalers["x_scaler"], y_scaler=scalers["y_scaler"],
         stopped_epoch=meta["stopped_epoch"], best_epoch=meta["best_epoch"])
     result.findings = findings
+    result.interrupted = bool(meta.get("interrupted", False))
+    result.continuation = cont
     return result

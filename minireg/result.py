@@ -31,6 +31,9 @@ class TrainResult:
         self.data = data
         # train()'s arrays and arguments as called (RunInputs), for re-running a fix; None when loaded
         self.inputs = inputs
+        self.interrupted = False  # stopped by Ctrl-C; train(X, y, resume=result, epochs=k) continues it
+        # where the run stands, exactly enough to continue it (minireg.resume.Continuation)
+        self.continuation = None
 
     @property
     def dtype(self):
@@ -110,7 +113,8 @@ class TrainResult:
         model = cfg["model"] if cfg["model"] == "linear" else f"mlp{cfg['sizes']}/{cfg['activation']}"
         loss = self.history["loss"]
         last = f"{loss[-1]:.6g}" if loss.size else "n/a"
-        status = f"DIVERGED at step {self.diverged_at}" if self.diverged else "finite"
+        status = (f"DIVERGED at step {self.diverged_at}" if self.diverged else
+                  "INTERRUPTED (resume=... continues it)" if self.interrupted else "finite")
         return (
             f"TrainResult({model}, loss={cfg['loss']}, optimizer={cfg['optimizer']}, lr={cfg['lr']:g}, "
             f"{self.n_steps} steps over {loss.size} epochs, final loss {last}, {status}, "

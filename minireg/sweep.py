@@ -155,11 +155,12 @@ def _pandas():
 
 def _run_one(X, y, params, keep, diagnose=True):
     """One configuration: train, diagnose, and the row of the table (runs in a worker)."""
-    from .train import DivergenceWarning, train
+    from .train import DivergenceWarning, InterruptedWarning, train
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DivergenceWarning)
+            warnings.simplefilter("ignore", InterruptedWarning)  # the sweep says it once for all
             r = train(X, y, progress=False, **params)
             findings = []
             if diagnose:
@@ -174,7 +175,8 @@ def _run_one(X, y, params, keep, diagnose=True):
     if "val_loss" in h:
         row["val_loss"] = float(h["val_loss"][-1]) if h["val_loss"].size else math.nan
     row.update(diverged=bool(r.diverged), diverged_at=r.diverged_at, finding=top.code if top else None,
-               severity=top.severity if top else None, seconds=time.perf_counter() - started)
+               severity=top.severity if top else None, seconds=time.perf_counter() - started,
+               interrupted=bool(r.interrupted))
     if keep == "history":
         return row, {"config": r.config, "history": r.history, "findings": findings}
     return row, r
@@ -191,6 +193,7 @@ class SweepResult:
 
     def __init__(self, grid, fixed, configs, rows, results):
         self.grid, self.fixed, self.configs = grid, fixed, configs
+        self.interrupted = False  # Ctrl-C stopped the sweep: only the finished runs are here
         self.results = results
         records = [{**c, **r} for c, r in zip(configs, rows, strict=True)]
         pd = _pandas()
@@ -332,10 +335,34 @@ def sweep(X, y, grid, *, n_jobs=-1, client=None, keep="results", diagnose=True, 
     if client is not None:
         with joblib.parallel_config(backend="dask", client=client):
             out = joblib.Parallel(n_jobs=-1)(jobs)
-    else:
-        out = joblib.Parallel(n_jobs=n_jobs)(jobs)
-    rows, results = zip(*out, strict=True) if out else ((), ())
-    return SweepResult(values, dict(fixed), configs, list(rows), list(results))
+        rows, results = zip(*out, strict=True) if out else ((), ())
+        for row in rows:
+            row.pop("interrupted")
+        return SweepResult(values, dict(fixed), configs, list(rows), list(results))
+    # Ctrl-C: a run in this process stops and says so (interrupted), a worker's run likewise, and the
+    # wait here raises KeyboardInterrupt; either way the pending runs are cancelled (the generator is
+    # closed) and the sweep returns the runs finished before, in grid order
+    rows, results, stopped = [], [], False
+    out = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+    try:
+        for row, result in out:
+            if row.pop("interrupted"):
+                stopped = True
+                break
+            rows.append(row)
+            results.append(result)
+    except KeyboardInterrupt:
+        stopped = True
+    finally:
+        out.close()
+    done = SweepResult(values, dict(fixed), configs[:len(rows)], rows, results)
+    done.interrupted = stopped
+    if stopped:
+        import warnings
+        from .train import InterruptedWarning
+        warnings.warn(f"sweep interrupted (Ctrl-C): {len(rows)} of {len(configs)} configurations finished; the "
+                      "result holds those, the rest were cancelled.", InterruptedWarning, stacklevel=2)
+    return done
 
 
 def _effective_jobs(n_jobs, n):

@@ -1,6 +1,9 @@
 """train(): validate → split/scale → layout/init → allocate → run the compiled loop → TrainResult."""
+import contextvars
+import functools
 import itertools
 import math
+import os
 import time
 import warnings
 
@@ -14,11 +17,16 @@ from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, COL_GRAD_NORM, COL
     COL_UPDATE_NORM, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF, train_epochs
 from .layout import Layout, init_params
 from .result import TrainResult
+from .resume import Checkpointer, Continuation, Interrupt, output_path, previous_run, resume_arguments
 from .trace import Trace
 
 # Shuffled runs hand the kernel the permutations of a chunk of epochs at once; this caps that
 # array (int64 entries) so long runs on big data do not hold every epoch's permutation in memory.
 _MAX_ORDER_ENTRIES = 1 << 22
+# a compiled call projected to take longer than this runs in a worker thread, so that Ctrl-C can stop it
+_THREAD_AFTER = 0.05
+# the names of the arguments the caller of train() gave (not those left at their defaults)
+_given = contextvars.ContextVar("minireg_train_given", default=frozenset())
 
 
 class EpochOrder:
@@ -53,6 +61,23 @@ def split_rows(X, y, fraction, seed):
 
 class DivergenceWarning(RuntimeWarning):
     """Training stopped because the loss or the parameters became NaN or infinite."""
+
+
+class InterruptedWarning(RuntimeWarning):
+    """Training stopped on Ctrl-C; the result holds the run so far (``result.interrupted``)."""
+
+
+def _records_given(fn):
+    """Tells ``fn`` which keyword arguments its caller gave, so that a resumed run keeps every
+    setting of its previous run except those given again."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        token = _given.set(frozenset(kwargs))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _given.reset(token)
+    return wrapper
 
 
 def _optimizer_vector(optimizer, lr, h):
@@ -115,6 +140,7 @@ def _progress_bar(progress, epochs, seconds_per_epoch):
     return bar
 
 
+@_records_given
 def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", delta=1.0,
           optimizer="sgd", lr=0.01, epochs=100, batch_size=None, shuffle=True, seed=0,
           dtype="float64", init="torch", trace=False, trace_every=1, trace_budget=2**30,
@@ -122,7 +148,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
           validation=None, early_stopping=None, min_delta=0.0, restore_best=True,
           clip_grad_norm=None, clip_grad_value=None, l1=0.0,
           schedule=None, step_size=None, gamma=None, power_t=None, T_max=None, patience=None,
-          factor=None, step_lrs=None, device="cpu", progress=None, **optimizer_hparams):
+          factor=None, step_lrs=None, device="cpu", progress=None, resume=None, checkpoint=None,
+          checkpoint_every=None, **optimizer_hparams):
     """Train a linear model or an MLP with a Numba-compiled loop; return a :class:`TrainResult`.
 
     Every step runs in compiled code: forward, loss, backward, optimizer update and, with
@@ -130,11 +157,31 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     A run whose loss or parameters become non-finite stops there and returns ``diverged=True``.
     See the README for the full argument list; optimizer hyperparameters use PyTorch's names and
     defaults (beta1/beta2 for Adam's betas).
+
+    ``resume``: a TrainResult or a saved run's path to continue for ``epochs`` more epochs, from its
+    parameters, optimizer state, step counter, schedule, early stopping and shuffling stream, with
+    its settings except those given (a new ``lr``, say); see minireg/resume.py. ``checkpoint``: a
+    path the run so far is written to (atomically) every ``checkpoint_every`` epochs and at the end.
+    Ctrl-C stops the run and returns it so far, with ``interrupted=True``.
     """
     started = time.perf_counter()
+    previous = optimizer_hparams.pop("_previous", None)  # set by the resume branch below
+    given = _given.get()
     # the call as given, so that the diagnosis can re-run it with a fix applied (diagnose(verify=...))
-    call = {k: v for k, v in locals().items() if k not in ("X", "y", "optimizer_hparams", "started")}
+    call = {k: v for k, v in locals().items()
+            if k not in ("X", "y", "optimizer_hparams", "started", "previous", "given")}
     call.update(optimizer_hparams)
+    if resume is not None:
+        prev = previous_run(resume)
+        merged = resume_arguments(prev, call, given)
+        changed = {k: merged[k] for k in given if k not in ("resume", "epochs", "checkpoint", "checkpoint_every",
+                                                              "progress") and merged[k] != prev.config.get(k)}
+        result = train(X, y, **merged, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                       _previous=(prev, changed))
+        return result
+    previous, resumed_changes = previous if previous is not None else (None, {})
+    if previous is not None:
+        call["resume"] = previous  # a re-run (diagnose's verification) continues the same run
     # ---- validate everything before compiling or allocating anything big
     device = V.choice("device", device, V.DEVICES)
     if device == "cuda":
@@ -162,6 +209,13 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     trace = V.trace_mode(trace)
     if progress is not None:
         progress = V.flag("progress", progress)
+    if checkpoint is not None:
+        checkpoint = output_path("checkpoint", checkpoint)
+    if checkpoint_every is not None:
+        if checkpoint is None:
+            raise ValueError("checkpoint_every sets how often the checkpoint file is written; "
+                             "pass checkpoint=path too.")
+        checkpoint_every = V.integer("checkpoint_every", checkpoint_every, 1)
     trace_every = V.integer("trace_every", trace_every, 1)
     trace_budget = V.real("trace_budget", trace_budget, low=0.0, low_open=True, allow_inf=True)
     hparams = V.optimizer_hparams(optimizer, optimizer_hparams)
@@ -240,7 +294,12 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
 
     bs = n if batch_size is None else min(batch_size, n)
     steps_per_epoch = -(-n // bs)
-    total_steps = epochs * steps_per_epoch
+    # a resumed run may start part-way into an epoch (rows before ``offset`` were trained on already)
+    first_offset = previous.continuation.offset if previous is not None else 0
+    if first_offset >= n:
+        raise ValueError(f"the run being resumed stopped at row {first_offset} of an epoch, but X has {n} training "
+                         "rows: resume it on the data it was trained on.")
+    total_steps = epochs * steps_per_epoch - (steps_per_epoch - -(-(n - first_offset) // bs) if first_offset else 0)
     if step_lrs is not None and step_lrs.size != total_steps:
         raise ValueError(
             f"step_lrs has {step_lrs.size} entries but the run takes {total_steps} steps "
@@ -260,8 +319,14 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                 f"(trace='norms'), or raise trace_budget."
             )
 
-    # ---- allocate
-    theta = init_params(layout, init, np.random.default_rng(init_seq), dtype)
+    # ---- allocate (a resumed run starts from the state its previous run ended in)
+    cont = previous.continuation if previous is not None else None
+    e_first = cont.epoch if cont else 0  # the first epoch this call trains (part-done when offset > 0)
+    total = e_first + epochs
+    if cont is not None:
+        theta = np.array(cont.theta, dtype, copy=True)
+    else:
+        theta = init_params(layout, init, np.random.default_rng(init_seq), dtype)
     sizes, woff, boff, aoff, nacts = layout.kernel_arrays(bs)
     act_code = activations.CODES[activation or "identity"]
     model_arrays = (sizes, woff, boff, aoff, act_code)
@@ -272,7 +337,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     l1_end = layout.slices["W1"].stop if l1 > 0 else 0
     power = sched["power_t"] if schedule == "invscaling" else 0.0
     c = np.array([0.0, 0.5, 1.0, 2.0, delta, 1e-6], dtype)
-    state = np.zeros((3, P), dtype)
+    state = np.array(cont.state, dtype, copy=True) if cont is not None else np.zeros((3, P), dtype)
     work = (np.zeros(nacts, dtype), np.zeros(nacts, dtype), np.zeros(P, dtype), np.zeros(P, dtype),
             np.zeros(P, dtype), np.zeros(4, dtype), np.arange(max(n, Xv.shape[0]), dtype=np.int64),
             np.zeros(max(a * b for a, b in itertools.pairwise(layout.sizes)), dtype))
@@ -289,19 +354,35 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     tr_update = np.empty((full_rows, P), dtype)
     tr_state = np.empty((full_rows, S, P), dtype)
     srows = np.array([r for _, r in state_rows], np.int64)
-    history = np.full(epochs, np.nan, dtype)
-    val_history = np.full(epochs, np.nan, dtype)
-    lr_history = np.full(epochs, np.nan)
+    history = np.full(total, np.nan, dtype)
+    val_history = np.full(total, np.nan, dtype)
+    lr_history = np.full(total, np.nan)
+    if cont is not None:
+        history[:e_first] = cont.history[:e_first]
+        lr_history[:e_first] = cont.lr_history[:e_first]
+        if cont.val_history is not None and Xv.shape[0]:
+            val_history[:e_first] = cont.val_history[:e_first]
     shuffled = shuffle and bs < n
     per_epoch = early_stopping is not None or schedule == "plateau"
     chunk = 1 if per_epoch else max(1, min(epochs, _MAX_ORDER_ENTRIES // n)) if shuffled else epochs
     shuffle_rng = np.random.default_rng(shuffle_seq)
+    if cont is not None:
+        shuffle_rng.bit_generator.state = cont.rng_state
     trace_arrays = (mode, trace_every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows)
     val = (Xv, yv, val_history)
-    lrs_all = epoch_lrs(schedule, lr, epochs, sched)
+    lrs_all = epoch_lrs(schedule, lr, total, sched)
     plateau = Plateau(lr, sched["factor"], sched["patience"]) if schedule == "plateau" else None
+    if plateau is not None and cont is not None and cont.plateau is not None:
+        plateau.lr, plateau.best, plateau.bad_epochs = cont.plateau
+        if "lr" in resumed_changes:
+            plateau.lr = lr
     stopper = EarlyStopping(early_stopping, min_delta, restore_best) if early_stopping is not None else None
+    if stopper is not None and cont is not None and cont.stopper is not None:
+        stopper.best, stopper.best_epoch, stopper.wait = (cont.stopper[k] for k in ("best", "best_epoch", "wait"))
+        if cont.stopper.get("best_theta") is not None:
+            stopper.best_theta = np.array(cont.stopper["best_theta"], dtype, copy=True)
     monitored = val_history if Xv.shape[0] else history
+    keeper = Checkpointer(checkpoint, checkpoint_every) if checkpoint is not None else None
 
     # ---- run
     if device == "cuda":
@@ -309,98 +390,200 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         run_epochs = lambda *args: cuda.train_epochs_cuda(ctx, *args)  # noqa: E731
     else:
         run_epochs = train_epochs
-    t, row, diverged_at, done, e0 = 0, 0, -1, 0, 0
+    t = cont.t if cont is not None else 0
+    t_first = t
+    offset = cont.offset if cont is not None else 0
+    perm = cont.perm if cont is not None else None
+    row, diverged_at, interrupted, e0 = 0, -1, False, e_first
+    done = e_first  # whole epochs trained
     bar = None
     # with a possible progress bar, time the first epoch alone to decide whether the run is long
-    step_chunk = 1 if progress is not False else chunk
-    while e0 < epochs:
-        ne = min(step_chunk, epochs - e0)
-        tick = time.perf_counter()
-        if shuffled:
-            order = np.empty((ne, n), np.int64)
-            for k in range(ne):
-                order[k] = shuffle_rng.permutation(n)
-        else:
-            order = work[6][:n].reshape(1, n)
-        if step_lrs is not None:
-            lrs = step_lrs[e0 * steps_per_epoch:(e0 + ne) * steps_per_epoch]
-            lr_history[e0:e0 + ne] = lrs[::steps_per_epoch]
-        else:
-            lrs = np.array([plateau.lr]) if plateau else lrs_all[e0:e0 + ne]
-            lr_history[e0:e0 + ne] = lrs
-        # the rows this call can write get their pages faulted in on a helper thread meanwhile
-        prefault = Prefault((tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state), row,
-                            row + -(-ne * steps_per_epoch // trace_every) + 1) if trace is not False else None
-        try:
-            t, row, diverged_at = run_epochs(
-                Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt,
-                (lrs, step_lrs is not None, power, l1_end, cd), c, work, order, shuffled, e0, ne, bs, t, row,
-                trace_arrays, history, val)
-        finally:
-            if prefault is not None:
-                prefault.stop()
-        if diverged_at >= 0:
-            done = diverged_at // steps_per_epoch
-            break
-        done = e0 + ne
-        if e0 == 0 and progress is not False:
-            seconds_per_epoch = (time.perf_counter() - tick) / ne
-            bar = _progress_bar(progress, epochs, seconds_per_epoch)
-            step_chunk = chunk if bar is None else max(1, min(chunk, int(0.1 / max(seconds_per_epoch, 1e-9))))
-        if bar is not None:
-            bar.update(ne)
-            bar.set_postfix(loss=f"{history[done - 1]:.4g}", refresh=False)
-        e0 += ne
-        if plateau:
-            plateau.step(float(monitored[done - 1]))
-        if stopper and stopper.update(done - 1, float(monitored[done - 1]), theta):
-            break
+    step_chunk = 1 if (progress is not False or keeper is not None) else chunk
+    seconds_per_epoch = None
+    lrs_from = 0  # step_lrs entries used so far
+    status = np.zeros(2, np.int64)  # (epoch, row offset) where the kernel stopped
+    stop = Interrupt()
+
+    def snapshot():
+        """The run so far, as a TrainResult (for a checkpoint and for the end)."""
+        return _result(layout, theta, state, t, row, e0, offset, perm, rng_before, stopper, plateau, history,
+                       lr_history, val_history, done, diverged_at, interrupted, previous, trace, trace_every,
+                       state_rows, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, device, Xa, ya,
+                       Xv, yv, shuffle_seq, n, shuffled, config_of(), started, x_scaler, y_scaler,
+                       RunInputs(X, y, call))
+
+    def config_of():
+        return {
+            "model": model, "sizes": layout.sizes, "hidden": hidden, "activation": activation,
+            "loss": loss, "delta": delta, "optimizer": optimizer, "lr": lr, **hparams,
+            "epochs": total, "batch_size": batch_size, "effective_batch_size": bs,
+            "steps_per_epoch": steps_per_epoch, "shuffle": shuffle, "shuffled": shuffled, "seed": seed,
+            "dtype": dtype, "init": "dict" if isinstance(init, dict) else init, "trace": trace,
+            "trace_every": trace_every, "trace_budget": trace_budget, "n_samples": n, "n_features": d,
+            "n_params": P, "standardize": scale_kind, "standardize_y": standardize_y, "winsorize": winsorize,
+            "winsorize_y": winsorize_y, "x_scaler": x_scaler.describe(), "y_scaler": y_scaler.describe(),
+            "validation": (None if validation is None else validation if isinstance(validation, float)
+                           else "given"), "n_validation": int(Xv.shape[0]),
+            "early_stopping": early_stopping, "min_delta": min_delta, "restore_best": restore_best,
+            "clip_grad_norm": clip_grad_norm, "clip_grad_value": clip_grad_value, "l1": l1,
+            "schedule": schedule, **sched, "step_lrs": step_lrs is not None, "device": device,
+            "progress": progress,
+            "resumed": None if previous is None else {
+                "from_epoch": e_first, "from_step": t_first, "offset": cont.offset, "changed": resumed_changes},
+            "checkpoint": None if checkpoint is None else os.fspath(checkpoint), "checkpoint_every": checkpoint_every,
+        }
+
+    rng_before = shuffle_rng.bit_generator.state
+    with stop:
+        while e0 < total and not stop.requested:
+            ne = min(step_chunk, total - e0)
+            tick = time.perf_counter()
+            rng_before = shuffle_rng.bit_generator.state  # to redraw the orders up to where a call stopped
+            if shuffled:
+                order = np.empty((ne, n), np.int64)
+                for k in range(ne):
+                    order[k] = perm if (k == 0 and perm is not None) else shuffle_rng.permutation(n)
+            else:
+                order = work[6][:n].reshape(1, n)
+            first_steps = -(-(n - offset) // bs)  # the steps of this call's first epoch
+            steps = first_steps + (ne - 1) * steps_per_epoch
+            if step_lrs is not None:
+                lrs = step_lrs[lrs_from:lrs_from + steps]
+                lr_history[e0:e0 + ne] = np.concatenate([[lrs[0]], lrs[first_steps::steps_per_epoch]])[:ne]
+            else:
+                lrs = np.array([plateau.lr]) if plateau else lrs_all[e0:e0 + ne]
+                lr_history[e0:e0 + ne] = lrs
+            # the rows this call can write get their pages faulted in on a helper thread meanwhile
+            prefault = Prefault((tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state), row,
+                                row + -(-steps // trace_every) + 1) if trace is not False else None
+            args = (Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt,
+                    (lrs, step_lrs is not None, power, l1_end, cd), c, work, order, shuffled, e0, ne, bs, t, row,
+                    trace_arrays, history, val, offset, stop.flag, status)
+            threaded = device == "cpu" and (seconds_per_epoch or n * P * 3e-9) * ne > _THREAD_AFTER
+            try:
+                t_before = t
+                t, row, diverged_at = stop.run(run_epochs, *args) if threaded else run_epochs(*args)
+            finally:
+                if prefault is not None:
+                    prefault.stop()
+            lrs_from += t - t_before
+            if diverged_at >= 0:
+                done = int(status[0])
+                break
+            if diverged_at == -2:  # Ctrl-C: the loop stopped before a step of epoch status[0]
+                interrupted = True
+                e_stop, offset = int(status[0]), int(status[1])
+                done = e_stop
+                # continue in that epoch: keep its row order, and the stream as it was after drawing it
+                given_first = perm is not None
+                perm = order[e_stop - e0].copy() if shuffled else None
+                if shuffled:
+                    shuffle_rng.bit_generator.state = rng_before
+                    for _ in range(e_stop - e0 + 1 - (1 if given_first else 0)):
+                        shuffle_rng.permutation(n)
+                e0 = e_stop
+                break
+            done = e0 + ne
+            offset, perm = 0, None
+            if seconds_per_epoch is None:
+                seconds_per_epoch = (time.perf_counter() - tick) / ne
+                if progress is not False:
+                    bar = _progress_bar(progress, epochs, seconds_per_epoch)
+                if bar is not None or keeper is not None:
+                    step_chunk = max(1, min(chunk, int(0.1 / max(seconds_per_epoch, 1e-9))))
+                else:
+                    step_chunk = chunk
+                if keeper is not None and checkpoint_every is not None:
+                    step_chunk = min(step_chunk, checkpoint_every)
+            if bar is not None:
+                bar.update(ne)
+                bar.set_postfix(loss=f"{history[done - 1]:.4g}", refresh=False)
+            e0 += ne
+            if plateau:
+                plateau.step(float(monitored[done - 1]))
+            if stopper and stopper.update(done - 1, float(monitored[done - 1]), theta):
+                break
+            if keeper is not None and e0 < total and keeper.due(done - e_first):
+                rng_before = shuffle_rng.bit_generator.state
+                keeper.write(snapshot(), done)
+        if stop.requested and not interrupted and diverged_at < 0 and e0 < total and not (
+                stopper and stopper.stopped_epoch is not None):
+            interrupted, offset, perm = True, 0, None  # Ctrl-C between two calls: at an epoch boundary
     if bar is not None:
         bar.close()
-    if stopper and stopper.restore_best and stopper.best_theta is not None and diverged_at < 0:
-        theta[:] = stopper.best_theta
-
+    rng_before = shuffle_rng.bit_generator.state
     if diverged_at >= 0:
         warnings.warn(
-            f"training diverged at step {diverged_at} (epoch {diverged_at // steps_per_epoch}): the loss or "
-            "the parameters became NaN/inf; the run stopped there. See result.diverged_at and result.trace.",
+            f"training diverged at step {diverged_at} (epoch {done}): the loss or the parameters became "
+            "NaN/inf; the run stopped there. See result.diverged_at and result.trace.",
             DivergenceWarning, stacklevel=2)
+    if interrupted:
+        warnings.warn(
+            f"training interrupted (Ctrl-C) after {t} steps, in epoch {e0}: the result holds the run so far "
+            "(interrupted=True); train(X, y, resume=result, epochs=...) continues it exactly.",
+            InterruptedWarning, stacklevel=2)
+    result = snapshot()
+    if keeper is not None:
+        keeper.write(result, done)
+    return result
+
+
+def _result(layout, theta, state, t, row, e0, offset, perm, rng_state, stopper, plateau, history, lr_history,
+            val_history, done, diverged_at, interrupted, previous, trace, trace_every, state_rows, tr_index,
+            tr_scalars, tr_params, tr_grad, tr_update, tr_state, device, Xa, ya, Xv, yv, shuffle_seq, n, shuffled,
+            config, started, x_scaler, y_scaler, inputs):
+    """The TrainResult of the run so far: the parameters (the best epoch's with restore_best), the
+    history and trace of the whole run (a resumed run's include its previous run's), and the
+    continuation that train(resume=...) starts from."""
+    cont = Continuation(
+        theta.copy(), state.copy(), t, e0 if interrupted else done, offset if interrupted else 0,
+        perm if interrupted else None, rng_state,
+        None if plateau is None else (plateau.lr, plateau.best, plateau.bad_epochs),
+        None if stopper is None else {"best": stopper.best, "best_epoch": stopper.best_epoch, "wait": stopper.wait,
+                                      "best_theta": None if stopper.best_theta is None else stopper.best_theta.copy()},
+        history[:done].copy(), lr_history[:done].copy(), val_history[:done].copy() if Xv.shape[0] else None)
+    final = theta.copy()
+    if stopper and stopper.restore_best and stopper.best_theta is not None and diverged_at < 0:
+        final[:] = stopper.best_theta
     tr = None
     if trace is True and device == "cuda":  # the GPU loop leaves a full trace's norms to its rows
         for col, rows in ((COL_GRAD_NORM, tr_grad), (COL_UPDATE_NORM, tr_update), (COL_PARAM_NORM, tr_params)):
             tr_scalars[:row, col] = np.sqrt(np.einsum("ij,ij->i", rows[:row], rows[:row]))
     if trace is not False:
-        tr = Trace(layout, trace, trace_every, tr_index[:row], tr_scalars[:row],
-                   tr_params[:row] if trace is True else None,
-                   tr_grad[:row] if trace is True else None,
-                   tr_update[:row] if trace is True else None,
-                   {name: tr_state[:row, s] for s, (name, _) in enumerate(state_rows)} if trace is True else {})
-    if tr is not None:
-        tr.context = {"data": (Xa, ya), "config": None, "epoch_order": EpochOrder(shuffle_seq, n, shuffled)}
+        names = [name for name, _ in state_rows]
+        parts = (tr_index[:row], tr_scalars[:row],
+                 tr_params[:row] if trace is True else None, tr_grad[:row] if trace is True else None,
+                 tr_update[:row] if trace is True else None,
+                 {name: tr_state[:row, s] for s, name in enumerate(names)} if trace is True else {})
+        old = previous.trace if previous is not None else None
+        if old is not None and old.mode == ("full" if trace is True else "norms") and old.every == trace_every \
+                and (trace is not True or list(old.state) == names):
+            parts = _joined(old, parts)
+        tr = Trace(layout, trace, trace_every, *parts)
+        tr.context = {"data": (Xa, ya), "config": config, "epoch_order": EpochOrder(shuffle_seq, n, shuffled)}
     hist = {"loss": history[:done], "lr": lr_history[:done]}
     if Xv.shape[0]:
         hist["val_loss"] = val_history[:done]
-    config = {
-        "model": model, "sizes": layout.sizes, "hidden": hidden, "activation": activation,
-        "loss": loss, "delta": delta, "optimizer": optimizer, "lr": lr, **hparams,
-        "epochs": epochs, "batch_size": batch_size, "effective_batch_size": bs,
-        "steps_per_epoch": steps_per_epoch, "shuffle": shuffle, "shuffled": shuffled, "seed": seed,
-        "dtype": dtype, "init": "dict" if isinstance(init, dict) else init, "trace": trace,
-        "trace_every": trace_every, "trace_budget": trace_budget, "n_samples": n, "n_features": d,
-        "n_params": P, "standardize": scale_kind, "standardize_y": standardize_y, "winsorize": winsorize,
-        "winsorize_y": winsorize_y, "x_scaler": x_scaler.describe(), "y_scaler": y_scaler.describe(),
-        "validation": (None if validation is None else validation if isinstance(validation, float)
-                       else "given"), "n_validation": int(Xv.shape[0]),
-        "early_stopping": early_stopping, "min_delta": min_delta, "restore_best": restore_best,
-        "clip_grad_norm": clip_grad_norm, "clip_grad_value": clip_grad_value, "l1": l1,
-        "schedule": schedule, **sched, "step_lrs": step_lrs is not None, "device": device, "progress": progress,
-    }
-    if tr is not None:
-        tr.context["config"] = config
-    return TrainResult(layout=layout, theta=theta, config=config, history=hist, trace=tr,
-                       diverged=diverged_at >= 0, diverged_at=None if diverged_at < 0 else int(diverged_at),
-                       n_steps=int(t), seconds=time.perf_counter() - started, x_scaler=x_scaler,
-                       y_scaler=y_scaler,
-                       stopped_epoch=stopper.stopped_epoch if stopper else None,
-                       best_epoch=stopper.best_epoch if stopper else None,
-                       data=(Xa, ya, Xv, yv), inputs=RunInputs(X, y, call))
+    result = TrainResult(layout=layout, theta=final, config=config, history=hist, trace=tr,
+                         diverged=diverged_at >= 0, diverged_at=None if diverged_at < 0 else int(diverged_at),
+                         n_steps=int(t), seconds=time.perf_counter() - started,
+                         x_scaler=x_scaler, y_scaler=y_scaler,
+                         stopped_epoch=stopper.stopped_epoch if stopper else None,
+                         best_epoch=stopper.best_epoch if stopper else None,
+                         data=(Xa, ya, Xv, yv), inputs=inputs)
+    result.interrupted = interrupted
+    result.continuation = cont
+    return result
+
+
+def _joined(old, parts):
+    """The previous run's trace rows followed by this call's (index, scalars, params, grad, update, state)."""
+    index, scalars, params, grad, update, state = parts
+    old_index = np.column_stack([np.asarray(old.step), old.epoch]).astype(np.int64)
+    old_scalars = np.column_stack([old.loss, old.lr, old.grad_norm, old.update_norm, old.param_norm,
+                                   old.clipped.astype(scalars.dtype)]).astype(scalars.dtype)
+
+    def cat(a, b):
+        return None if a is None else np.concatenate([np.asarray(a, b.dtype), b])
+    return (np.concatenate([old_index, index]), np.concatenate([old_scalars, scalars]), cat(old.params, params),
+            cat(old.grad, grad), cat(old.update, update), {k: cat(old.state[k], v) for k, v in state.items()})

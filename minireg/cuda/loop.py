@@ -240,8 +240,10 @@ class Context:
 
 
 def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, work, order, shuffled,
-                      epoch0, n_epochs, batch_size, t, row, trace, history, val):
-    """``minireg.kernels.loop.train_epochs`` on the GPU; see the module docstring."""
+                      epoch0, n_epochs, batch_size, t, row, trace, history, val, start0=0, stop=None,
+                      status=None):
+    """``minireg.kernels.loop.train_epochs`` on the GPU; see the module docstring. The host loop
+    reads ``stop[0]`` before every step (Ctrl-C) and returns -2 with (epoch, row) in ``status``."""
     opt_code, hp, hd = opt
     if len(ctrl) == 5:
         lrs, per_step, power_t, l1_end, cd = ctrl
@@ -289,14 +291,28 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
     def base_lrs(t0, e, k):  # the lrs before invscaling of steps t0..t0+k-1, all of epoch e
         return lrs[t0 - t_in:t0 - t_in + k] if per_step else np.full(k, lrs[e - epoch0])
 
+    k_first = int(start0) // bs  # the first epoch of a resumed run may start part-way in
+    status = np.zeros(2, np.int64) if status is None else status
+
+    def epoch_of(steps):  # the epochs of steps counted from this call's first step t_in
+        steps = np.asarray(steps) - t_in
+        first = spe - k_first
+        return np.where(steps < first, epoch0, epoch0 + 1 + (steps - first) // spe)
+
     since_check = 0
     diverged = -1
+    stopped = False
     for e in range(epoch0, epoch0 + n_epochs):
         idx = d_order[e - epoch0] if shuffled else ctx.d_ident
-        _step_scalars(base_lrs(t, e, spe), power_t, hp, t, sched)
+        k0 = k_first if e == epoch0 else 0
+        _step_scalars(base_lrs(t, e, spe - k0), power_t, hp, t, sched)
         sched_d = sched.astype(ctx.dtype)
-        for k in range(spe):
+        for k in range(k0, spe):
             start = k * bs
+            if stop is not None and stop[0] != 0:
+                stopped = True
+                status[0], status[1] = e, start
+                break
             B = min(bs, n - start)
             nb = dt(B)
             ctx.forward(t, ctx.d_X, ctx.d_y, idx, start, B, ctx.d_acts, ctx.aoff, loss_code, dt(1) / nb, 1,
@@ -305,7 +321,7 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
             R.loss_and_clip[1, TPB](fl, t, ctx.d_lpart, _cdiv(B, TPB), nb, ctx.d_hist,
                                     e - 1 if (full_batch and e > 0) else -1, ctx.d_grad, clip_norm, vclip,
                                     ctx.d_dsc, c_d)
-            lr_d = sched_d[k, 0]
+            lr_d = sched_d[k - k0, 0]
             rec = traced and t % every == 0
             # a full trace's row is written by the optimizer kernel itself; trace="norms" needs the
             # norms (block reductions over P) of record_scalars
@@ -319,7 +335,8 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
                                                 ctx.d_pold, int(traced), ctx.d_hd, lr_d, ctx.d_dsc, vclip, *tr_args)
             else:
                 OPT.adam_step[opt_grid, TPB](fl, t, ctx.d_theta, ctx.d_grad, ctx.d_upd, ctx.d_state, ctx.d_pold,
-                                             int(traced), ctx.d_hd, sched_d[k, 1], sched_d[k, 2], sched_d[k, 3],
+                                             int(traced), ctx.d_hd, sched_d[k - k0, 1], sched_d[k - k0, 2],
+                                             sched_d[k - k0, 3],
                                              decoupled, use_wd, amsgrad, ctx.d_dsc, vclip, lr_d, *tr_args)
             if rec:
                 if not full:
@@ -332,7 +349,7 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
                 diverged = ctx.read_flag()
                 if diverged >= 0:
                     break
-        if diverged >= 0:
+        if diverged >= 0 or stopped:
             break
         if not full_batch or e == epoch0 + n_epochs - 1:
             ctx.dataset_loss(t, ctx.d_X, ctx.d_y, n, ctx.d_hist, e, loss_code)
@@ -343,7 +360,9 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
 
     if diverged >= 0:
         t_last = diverged
-        e_last = epoch0 + (diverged - t_in) // spe
+        e_last = int(epoch_of(diverged))
+        status[0] = e_last
+        status[1] = (diverged - t_in + k_first) % spe * bs  # the diverging step's first row in its epoch
         recorded = np.arange(_cdiv(t_in, every) * every, diverged, every, dtype=np.int64) if traced else None
         if traced:
             row = row_in + recorded.shape[0]
@@ -355,13 +374,14 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
         t = diverged + 1
     else:
         t_last = t - 1
-        e_last = epoch0 + n_epochs - 1
+        e_last = int(status[0]) if stopped else epoch0 + n_epochs - 1
         if traced:
             recorded = np.arange(_cdiv(t_in, every) * every, t, every, dtype=np.int64)
     # the lr slot of hp/hd holds the lr of the last step taken, as the CPU kernel leaves it
-    _step_scalars(base_lrs(t_last, e_last, 1), power_t, hp, t_last, sched)
-    hp[O.LR] = sched[0, 0]
-    hd[O.LR] = sched[0, 0]
+    if t_last >= t_in:  # (a call stopped before its first step took none)
+        _step_scalars(base_lrs(t_last, e_last, 1), power_t, hp, t_last, sched)
+        hp[O.LR] = sched[0, 0]
+        hd[O.LR] = sched[0, 0]
 
     # ---- copy back what changed
     ctx.d_theta.copy_to_host(theta)
@@ -373,7 +393,7 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
     if traced and row > row_in:
         nr = row - row_in
         tr_index[row_in:row, 0] = recorded
-        tr_index[row_in:row, 1] = epoch0 + (recorded - t_in) // spe
+        tr_index[row_in:row, 1] = epoch_of(recorded)
         d_scal[:nr].copy_to_host(tr_scalars[row_in:row])
         if full:
             d_params[:nr].copy_to_host(tr_params[row_in:row])
@@ -381,7 +401,7 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
             d_update[:nr].copy_to_host(tr_update[row_in:row])
             if S:
                 d_state_tr[:nr].copy_to_host(tr_state[row_in:row])
-    return t, row, diverged
+    return t, row, (-2 if stopped and diverged < 0 else diverged)
 
 
 def _record(ctx, d_tr, t, drow, lr_d, full, S):

@@ -13,8 +13,9 @@ Thresholds (module constants, stated here so they can be argued with):
 - lr too low: a run ≥ FAR× its reachable loss whose remaining error needs more steps than the run
   took: for linear MSE with SGD, per Hessian eigendirection i, log(excess_i/target)/(−2·log|1−lr·λ_i|)
   (lr/(1−μ) with momentum), with lr ≤ LOW_LR_SHARE× the bound; for Adam/RMSprop, whose steps are
-  about lr, when the parameters travelled ≥ TRAVEL_SHARE× lr·steps (the lr limited the speed) or the
-  distance to the least-squares optimum needs more than the run's steps at lr.
+  about lr: when the distance to the least-squares optimum needs more than the run's steps at lr,
+  or, where no optimum is known, when the parameters travelled ≥ TRAVEL_SHARE× lr·steps (the lr
+  capped the speed).
 - stalled: the epoch loss moved by < STALL_DROP (relative) over the last quarter of the epochs
   and ends within FAR× its minimum; still falling: it fell by more than that. "Far above" a reference: ≥ FAR× it.
 - plateau (the catch-all): the run ends ≥ FAR× what it could reach (the linear optimum, or the
@@ -382,8 +383,8 @@ def _adaptive_jitter(ctx):
     if cfg["optimizer"] not in ADAPTIVE or ctx.r.diverged or not ctx.has_data:
         return []
     h = ctx.hist
-    if h.size < 8:
-        return []
+    if h.size < 16:
+        return []  # too few epochs to tell a floor from a descent
     # a floor: the best epoch of the last quarter is no better than the best of the quarter before
     # (minima, since the jitter makes single epochs jump)
     q2, q3 = int(0.5 * h.size), int(0.75 * h.size)
@@ -442,8 +443,9 @@ def lr_too_low(ctx):
             dist = float(np.max(np.abs(fit[1] - np.asarray(ctx.r.theta, np.float64))))
             need = dist / lr
             ev["distance_to_optimum"], ev["steps_needed"] = dist, need
-        limited = travel >= TRAVEL_SHARE * lr * steps
-        if not (limited or (need is not None and need > steps)):
+        # with the optimum known, the steps it still needs decide; otherwise whether the lr capped the travel
+        limited = need > steps if need is not None else travel >= TRAVEL_SHARE * lr * steps
+        if not limited:
             return []
         whole = float(np.max(np.abs(fit[1] - theta0))) if fit is not None else None
         fixes = _lr_candidates(([10 * whole / steps] if whole else []) + [10 * lr, 100 * lr], lr)

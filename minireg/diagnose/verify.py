@@ -154,7 +154,12 @@ def verify_finding(finding, verifier, original_alarms):
             candidates.append(c)
     tried, chosen, fallback = [], None, None
     for fix in candidates:
-        r, found = verifier.run(fix)
+        try:
+            r, found = verifier.run(fix)
+        except (ValueError, TypeError) as exc:  # a fix this run cannot take (e.g. a resumed run's optimizer)
+            tried.append({"fix": dict(fix), "cleared": False, "improved": False, "after": None, "new_alarms": [],
+                          "left": [], "why": f"not applicable: {exc}"})
+            continue
         after = verifier.outcome(r, robust)[0]
         alarms = _alarms(found)
         cleared = finding.code not in alarms and not (finding.code == "nonfinite" and r.diverged)

@@ -15,7 +15,12 @@ After each epoch it stores the loss over the whole training set at the epoch's f
 (full batch: that is exactly the next step's batch loss, so it is taken from there, not recomputed),
 and the loss over the validation rows when there are any.
 
-Returns (steps done so far, trace rows written so far, diverging step or -1).
+The first epoch of the call starts at row ``start0`` (a resumed run that stopped part-way into an
+epoch). Before every step the loop reads ``stop[0]``: once Ctrl-C has set it, the loop returns
+before that step, with -2 and the step's (epoch, first row) in ``status``.
+
+Returns (steps done so far, trace rows written so far, diverging step, -1, or -2 when stopped);
+``status`` holds the epoch (and row) where the loop stopped or diverged.
 """
 import math
 
@@ -124,7 +129,7 @@ def _record_row(row, vectors, pold, grad, upd, state, srows, tr_params, tr_grad,
 
 @kernel
 def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order, shuffled,
-                 epoch0, n_epochs, batch_size, t, row, trace, history, val):
+                 epoch0, n_epochs, batch_size, t, row, trace, history, val, start0, stop, status):
     sizes, woff, boff, aoff, act = model
     opt_code, hp, hd = opt
     lrs, per_step, power_t, l1_end, cd = ctrl
@@ -138,7 +143,11 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
     l1 = cd[CD_L1]
     for e in range(epoch0, epoch0 + n_epochs):
         idx = order[e - epoch0] if shuffled else ident
-        for start in range(0, n, batch_size):
+        for start in range(start0 if e == epoch0 else 0, n, batch_size):
+            if stop[0] != 0:
+                status[0] = e
+                status[1] = start
+                return t, row, -2
             B = min(batch_size, n - start)
             lr = lrs[t - t_start] if per_step else lrs[e - epoch0]
             if power_t > 0:
@@ -183,6 +192,8 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
                 row += 1
             t += 1
             if bad:
+                status[0] = e
+                status[1] = start
                 return t, row, t - 1
         if not full_batch or e == epoch0 + n_epochs - 1:
             history[e] = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size)
