@@ -28,4 +28,4 @@ print(f"before: diverged at step {bad.diverged_at}; after: final loss {good.hist
       f"W1={good.params['W1'][0, 0]:.3f}, b1={good.params['b1'][0]:.3f} (truth 2, 1)")
 
 # the trace shows how each step overshoots: step 3, exactly as the kernel computed it
-bad.trace.explain(3)
+print(bad.trace.explain(3))

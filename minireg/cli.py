@@ -373,7 +373,9 @@ def summary_rows(result, source=None):
     else:
         rows.append(("diverged", "no"))
     rows.append(("trace", {False: "off", True: "full", "norms": "norms"}[cfg["trace"]]))
-    rows.append(("time", f"{result.seconds:.3g} s"))
+    compiling = getattr(result, "compile_seconds", 0.0)
+    rows.append(("time", f"{result.seconds:.3g} s" + (f" (+ {compiling:.3g} s compiling or loading the kernels)"
+                                                       if compiling else "")))
     return rows
 
 

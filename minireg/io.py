@@ -20,7 +20,8 @@ with ``allow_pickle=False``. Members, in this order:
       ``written_by``: e.g. ``"minireg 0.1.0"``.
     - ``sizes``: the layer sizes ``[d, h1, ..., 1]`` (the parameter layout, see minireg.layout);
       ``dtype``: ``"float64"`` or ``"float32"``.
-    - ``diverged``, ``diverged_at``, ``n_steps``, ``seconds``, ``stopped_epoch``, ``best_epoch``.
+    - ``diverged``, ``diverged_at``, ``n_steps``, ``seconds``, ``stopped_epoch``, ``best_epoch``,
+      ``compile_seconds`` (optional).
     - ``config``: the run's resolved settings (``result.config``).
     - ``history``: the names of the history columns, in order.
     - ``x_scaler``, ``y_scaler``: ``{"kind": null|"zscore"|"minmax"|"robust", "constant": [column
@@ -209,6 +210,7 @@ def _pack(result):
         "sizes": [int(s) for s in result.layout.sizes], "dtype": np.dtype(result.theta.dtype).name,
         "diverged": bool(result.diverged), "diverged_at": opt_int(result.diverged_at),
         "n_steps": int(result.n_steps), "seconds": float(result.seconds),
+        "compile_seconds": float(getattr(result, "compile_seconds", 0.0)),
         "stopped_epoch": opt_int(result.stopped_epoch), "best_epoch": opt_int(result.best_epoch),
         "config": _encode(result.config, "config"),
         "history": list(result.history),
@@ -449,5 +451,6 @@ def _build(fh, meta):
         stopped_epoch=meta["stopped_epoch"], best_epoch=meta["best_epoch"])
     result.findings = findings
     result.interrupted = bool(meta.get("interrupted", False))
+    result.compile_seconds = float(meta.get("compile_seconds", 0.0))
     result.continuation = cont
     return result

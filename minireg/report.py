@@ -123,7 +123,9 @@ def outcome_rows(result):
     if result.stopped_epoch is not None:
         rows.append(("early stopping", f"stopped at epoch {result.stopped_epoch}, best epoch {result.best_epoch}"))
     rows.append(("diverged", f"yes, at step {result.diverged_at}" if result.diverged else "no"))
-    rows.append(("time", f"{result.seconds:.3g} s"))
+    compiling = getattr(result, "compile_seconds", 0.0)
+    rows.append(("time", f"{result.seconds:.3g} s" + (f" (+ {compiling:.3g} s compiling or loading the kernels)"
+                                                       if compiling else "")))
     rows.append(("trace", "none" if result.trace is None else f"{result.trace.mode}, {len(result.trace)} rows"))
     return rows
 

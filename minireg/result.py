@@ -31,6 +31,9 @@ class TrainResult:
         self.data = data
         # train()'s arrays and arguments as called (RunInputs), for re-running a fix; None when loaded
         self.inputs = inputs
+        # compiling the kernels, or loading them from numba's disk cache, on a process's first run of a
+        # kind: kept out of ``seconds``, which is the run's own time
+        self.compile_seconds = 0.0
         self.interrupted = False  # stopped by Ctrl-C; train(X, y, resume=result, epochs=k) continues it
         # where the run stands, exactly enough to continue it (minireg.resume.Continuation)
         self.continuation = None

@@ -100,81 +100,14 @@ class Trace:
         )
 
 
-_OPTIMIZER_RULES = {
-    "sgd": "g ← g + wd·p; buf ← g (first step) | μ·buf + (1−τ)·g; p ← p − lr·(g + μ·buf if nesterov else buf)",
-    "rmsprop": "g ← g + wd·p; v ← α·v + (1−α)·g²; [ḡ ← ḡ + (1−α)(g−ḡ)]; p ← p − lr·g/(√(v − ḡ²) + ε)",
-    "adam": "g ← g + wd·p; m ← m + (1−β1)(g−m); v ← β2·v + (1−β2)·g²; p ← p − lr/(1−β1ᵗ)·m/(√v/√(1−β2ᵗ) + ε)",
-    "adamw": "p ← p·(1 − lr·wd); m ← m + (1−β1)(g−m); v ← β2·v + (1−β2)·g²; p ← p − lr/(1−β1ᵗ)·m/(√v/√(1−β2ᵗ) + ε)",
-}
+def _explain(self, i):
+    """Step ``i`` written out as the rule this run applied, with its numbers: the batch, the forward
+    and backward passes layer by layer, the gradient's additions and clipping, the optimizer's rule
+    (textbook form, and the code's order where it differs) with every tensor's numbers, and a check
+    that they reproduce the traced update. Returns an :class:`minireg.explain.Explanation` (its str
+    is the text; notebooks show it as HTML); prints nothing."""
+    from .explain import explain
+    return explain(self, i)
 
 
-def _fmt(a):
-    a = np.asarray(a)
-    shape = f"{a.shape} " if a.ndim > 1 else ""  # matrices print flat, row-major, after their shape
-    return shape + np.array2string(a.ravel(), precision=4, threshold=12, edgeitems=4, max_line_width=200,
-                                   separator=", ")
-
-
-def _explain(trace, i):
-    ctx = getattr(trace, "context", None)
-    if trace.params is None:
-        raise ValueError("explain needs a full trace: train with trace=True.")
-    if ctx is None or ctx.get("data") is None:
-        raise ValueError("explain needs the training data, which a loaded run does not keep.")
-    from .diagnose._model import Model
-    r = trace.row_of(i)
-    cfg = ctx["config"]
-    X, y = (np.asarray(a, np.float64) for a in ctx["data"][:2])
-    e = int(trace.epoch[r])
-    spe, bs = cfg["steps_per_epoch"], cfg["effective_batch_size"]
-    k = int(trace.step[r]) - e * spe
-    order = ctx["epoch_order"](e)
-    rows = order[k * bs:(k + 1) * bs]
-    theta = trace.params[r].astype(np.float64)
-    model = Model(trace.layout, cfg["activation"], cfg["loss"], cfg["delta"])
-    _, pred = model.layer_outputs(theta, X[rows])
-    res = pred - y[rows]
-    B = rows.size
-    loss = cfg["loss"]
-    if loss == "mse":
-        dl, rule = 2 * res / B, "2·r/B"
-    elif loss == "huber":
-        dl, rule = np.clip(res, -cfg["delta"], cfg["delta"]) / B, f"clip(r, ±{cfg['delta']:g})/B"
-    else:
-        dl, rule = np.sign(res) / B, "sign(r)/B"
-    L = []
-    L.append(f"step {int(trace.step[r])} (epoch {e}, batch {k + 1} of {spe}, {B} rows"
-             + (", shuffled" if cfg["shuffled"] else "") + f"), lr={float(trace.lr[r]):.6g}")
-    L.append(f"  rows          {_fmt(rows)}")
-    L.append(f"  predictions p {_fmt(pred)}")
-    L.append(f"  targets     y {_fmt(y[rows])}")
-    L.append(f"  residuals   r = p − y = {_fmt(res)}")
-    L.append(f"  loss          {loss} = {float(trace.loss[r]):.6g}")
-    L.append(f"  dL/dp         {rule} = {_fmt(dl)}")
-    g = trace.unflatten(trace.grad[r])
-    coupled = cfg.get("weight_decay") and cfg["optimizer"] != "adamw"
-    L.append("  gradient" + ("  (coupled weight decay included)" if coupled else ""))
-    for name in trace.names:
-        L.append(f"    {name:<4} {_fmt(g[name])}")
-    L.append(f"  optimizer     {_OPTIMIZER_RULES[cfg['optimizer']]}")
-    prev = r - 1 if r > 0 and int(trace.step[r - 1]) == int(trace.step[r]) - 1 else None
-    for sname, rows_ in trace.state.items():
-        before = "0 (new)" if int(trace.step[r]) == 0 else (_fmt(rows_[prev]) if prev is not None else "(not recorded)")
-        L.append(f"    {sname:<15} before {before}")
-        L.append(f"    {'':<15} after  {_fmt(rows_[r])}")
-    u = trace.unflatten(trace.update[r])
-    new = trace.unflatten(trace.params[r] + trace.update[r])
-    p0 = trace.unflatten(trace.params[r])
-    for name in trace.names:
-        L.append(f"  {name:<4} {_fmt(p0[name])} + update {_fmt(u[name])} = {_fmt(new[name])}")
-    if bool(trace.clipped[r]):
-        L.append("  (the gradient was clipped before the update)")
-    text = "\n".join(L)
-    print(text)
-    return text
-
-
-Trace.explain = lambda self, i: _explain(self, i)
-Trace.explain.__doc__ = ("Print (and return) step ``i`` as a teacher would write it: the batch rows, predictions, "
-                         "residuals, loss, dL/dpred, per-layer gradients, optimizer state before and after, the "
-                         "update and the new parameters.")
+Trace.explain = _explain

@@ -67,6 +67,23 @@ class InterruptedWarning(RuntimeWarning):
     """Training stopped on Ctrl-C; the result holds the run so far (``result.interrupted``)."""
 
 
+_compiled = set()  # the run dtypes this process has train_epochs for
+
+
+def _compile_for(dispatcher, args, dtype):
+    """Compile the kernel for these arguments' types, or load it from numba's disk cache, unless this
+    process has it already; the seconds that took (kept out of TrainResult.seconds). The argument
+    types differ only with the run's dtype, so that is what is remembered (typing every argument
+    again would cost a small run more than its training)."""
+    if dtype in _compiled:
+        return 0.0
+    from numba import typeof
+    tick = time.perf_counter()
+    dispatcher.compile(tuple(typeof(a) for a in args))
+    _compiled.add(dtype)
+    return time.perf_counter() - tick
+
+
 def _records_given(fn):
     """Tells ``fn`` which keyword arguments its caller gave, so that a resumed run keeps every
     setting of its previous run except those given again."""
@@ -409,8 +426,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         return _result(layout, theta, state, t, row, e0, offset, perm, rng_before, stopper, plateau, history,
                        lr_history, val_history, done, diverged_at, interrupted, previous, trace, trace_every,
                        state_rows, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, device, Xa, ya,
-                       Xv, yv, shuffle_seq, n, shuffled, config_of(), started, x_scaler, y_scaler,
-                       RunInputs(X, y, call))
+                          Xv, yv, shuffle_seq, n, shuffled, config_of(), started, compile_seconds, x_scaler,
+                       y_scaler, RunInputs(X, y, call))
 
     def config_of():
         return {
@@ -434,6 +451,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         }
 
     rng_before = shuffle_rng.bit_generator.state
+    compile_seconds = 0.0
     with stop:
         while e0 < total and not stop.requested:
             ne = min(step_chunk, total - e0)
@@ -459,6 +477,9 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
             args = (Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt,
                     (lrs, step_lrs is not None, power, l1_end, cd), c, work, order, shuffled, e0, ne, bs, t, row,
                     trace_arrays, history, val, offset, stop.flag, status)
+            if device == "cpu" and seconds_per_epoch is None:
+                compile_seconds += _compile_for(train_epochs, args, dtype)
+                tick = time.perf_counter()
             threaded = device == "cpu" and (seconds_per_epoch or n * P * 3e-9) * ne > _THREAD_AFTER
             try:
                 t_before = t
@@ -531,7 +552,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
 def _result(layout, theta, state, t, row, e0, offset, perm, rng_state, stopper, plateau, history, lr_history,
             val_history, done, diverged_at, interrupted, previous, trace, trace_every, state_rows, tr_index,
             tr_scalars, tr_params, tr_grad, tr_update, tr_state, device, Xa, ya, Xv, yv, shuffle_seq, n, shuffled,
-            config, started, x_scaler, y_scaler, inputs):
+            config, started, compile_seconds, x_scaler, y_scaler, inputs):
     """The TrainResult of the run so far: the parameters (the best epoch's with restore_best), the
     history and trace of the whole run (a resumed run's include its previous run's), and the
     continuation that train(resume=...) starts from."""
@@ -566,13 +587,14 @@ def _result(layout, theta, state, t, row, e0, offset, perm, rng_state, stopper, 
         hist["val_loss"] = val_history[:done]
     result = TrainResult(layout=layout, theta=final, config=config, history=hist, trace=tr,
                          diverged=diverged_at >= 0, diverged_at=None if diverged_at < 0 else int(diverged_at),
-                         n_steps=int(t), seconds=time.perf_counter() - started,
+                         n_steps=int(t), seconds=time.perf_counter() - started - compile_seconds,
                          x_scaler=x_scaler, y_scaler=y_scaler,
                          stopped_epoch=stopper.stopped_epoch if stopper else None,
                          best_epoch=stopper.best_epoch if stopper else None,
                          data=(Xa, ya, Xv, yv), inputs=inputs)
     result.interrupted = interrupted
     result.continuation = cont
+    result.compile_seconds = compile_seconds
     return result
 
 

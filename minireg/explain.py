@@ -1,0 +1,349 @@
+"""``trace.explain(k)``: one recorded step written out as the rule this run applied, with its numbers.
+
+The text follows the step as a teacher would: the batch, the forward pass layer by layer (z and
+a), the residuals and loss, dL/dpred, the backward pass (δ and the gradient per layer), what is
+added to the gradient (the L1 subgradient, coupled weight decay) and clipping, then the
+optimizer's rule with only the terms this run's settings switch on, first in textbook form and,
+where the code computes it in another order to match PyTorch bit for bit, in that form, with
+every named parameter tensor's numbers (all entries when small, the first few otherwise). It ends
+by recomputing the update from the traced numbers in the code's order and saying whether it
+reproduces the traced update.
+
+The forward and backward numbers are recomputed here in NumPy (float64) from the traced parameters
+and the batch rows; the optimizer's numbers come from the trace (its gradient, and its state after
+the step; the state before it when the previous step is recorded).
+"""
+import html
+
+import numpy as np
+
+
+def _fmt(a):
+    a = np.asarray(a)
+    shape = f"{a.shape} " if a.ndim > 1 else ""  # matrices print flat, row-major, after their shape
+    return shape + np.array2string(a.ravel(), precision=5, threshold=12, edgeitems=4, max_line_width=200,
+                                   separator=", ")
+
+
+def _act(name, z):
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    return z
+
+
+def _dact(name, a):
+    """The activation's derivative from its output, as the kernels compute it."""
+    if name == "relu":
+        return (a > 0).astype(np.float64)
+    if name == "tanh":
+        return 1.0 - a * a
+    if name == "sigmoid":
+        return a * (1.0 - a)
+    return np.ones_like(a)
+
+
+def _powi(x, n):
+    """x**n for an integer n as numba's compiled code computes it (squaring, not C's pow), so that
+    Adam's bias corrections here equal the kernel's to the last bit."""
+    r = 1.0
+    while True:
+        if n & 1:
+            r *= x
+        n >>= 1
+        if not n:
+            return r
+        x *= x
+
+
+_ACT_TEXT = {"relu": "max(z, 0)", "tanh": "tanh(z)", "sigmoid": "1/(1+e^−z)", "identity": "z"}
+_DACT_TEXT = {"relu": "[a > 0]", "tanh": "1 − a²", "sigmoid": "a·(1 − a)", "identity": "1"}
+
+
+class Explanation:
+    """One step written out (``str(e)`` is the text; ``_repr_html_`` the same for notebooks);
+    ``values`` holds the numbers shown, by name; ``reproduced`` says whether recomputing the update
+    in the code's order from the traced numbers gives the traced update exactly."""
+
+    def __init__(self, sections, values, reproduced, max_diff):
+        self.sections, self.values = sections, values
+        self.reproduced, self.max_diff = reproduced, max_diff
+
+    @property
+    def text(self):
+        return "\n".join(line for _, lines in self.sections for line in lines)
+
+    def __str__(self):
+        return self.text
+
+    __repr__ = __str__
+
+    def _repr_html_(self):
+        parts = []
+        for title, lines in self.sections:
+            body = html.escape("\n".join(lines))
+            parts.append(f"<details open><summary><b>{html.escape(title)}</b></summary>"
+                         f"<pre style='margin:0 0 .6em 1em'>{body}</pre></details>")
+        return "<div class='minireg-explain'>" + "".join(parts) + "</div>"
+
+
+def explain(trace, i):
+    ctx = getattr(trace, "context", None)
+    if trace.params is None:
+        raise ValueError("explain needs a full trace: train with trace=True.")
+    if ctx is None or ctx.get("data") is None:
+        raise ValueError("explain needs the training data, which a loaded run does not keep.")
+    r = trace.row_of(i)
+    cfg = ctx["config"]
+    layout = trace.layout
+    dtype = trace.params.dtype
+    X, y = (np.asarray(a, np.float64) for a in ctx["data"][:2])
+    e = int(trace.epoch[r])
+    step = int(trace.step[r])
+    spe, bs = cfg["steps_per_epoch"], cfg["effective_batch_size"]
+    k = step - e * spe
+    rows = ctx["epoch_order"](e)[k * bs:(k + 1) * bs]
+    B = rows.size
+    theta = trace.params[r].astype(np.float64)
+    P = layout.unflatten(theta)
+    lr = float(trace.lr[r])
+    sections, values = [], {"step": step, "epoch": e, "rows": rows, "lr": lr}
+
+    head = (f"step {step} (epoch {e}, batch {k + 1} of {spe}, {B} rows" + (", shuffled" if cfg["shuffled"] else "")
+            + f"), lr={lr:.6g}")
+    if cfg.get("schedule"):
+        head += f" (schedule {cfg['schedule']!r}, base lr {cfg['lr']:g})"
+    sections.append(("step", [head, f"  rows          {_fmt(rows)}"]))
+
+    # ---- forward
+    act = cfg["activation"] or "identity"
+    L = []
+    a = X[rows]
+    outs = [a]
+    n_layers = layout.n_layers
+    for layer in range(1, n_layers + 1):
+        W, b = P[f"W{layer}"], P[f"b{layer}"]
+        z = a @ W + b
+        last = layer == n_layers
+        a = z if last else _act(act, z)
+        outs.append(a)
+        name = "p" if last else f"a{layer}"
+        L.append(f"  z{layer} = {'a' + str(layer - 1) if layer > 1 else 'x'}·W{layer} + b{layer}   {_fmt(z)}")
+        if not last:
+            L.append(f"  a{layer} = {_ACT_TEXT[act]}   {_fmt(a)}")
+        values[f"z{layer}"] = z
+        values[name] = a
+    pred = outs[-1][:, 0]
+    res = pred - y[rows]
+    loss = cfg["loss"]
+    if loss == "mse":
+        dl, rule, lrule = 2 * res / B, "2·r/B", "mean(r²)"
+    elif loss == "huber":
+        d = cfg["delta"]
+        dl, rule = np.clip(res, -d, d) / B, f"clip(r, ±{d:g})/B"
+        lrule = f"mean(½r² if |r| < {d:g} else {d:g}·(|r| − {d:g}/2))"
+    else:
+        dl, rule, lrule = np.sign(res) / B, "sign(r)/B", "mean(|r|)"
+    L.append(f"  predictions p {_fmt(pred)}")
+    L.append(f"  targets     y {_fmt(y[rows])}")
+    L.append(f"  residuals   r = p − y = {_fmt(res)}")
+    L.append(f"  loss          {lrule} = {float(trace.loss[r]):.6g}")
+    L.append(f"  dL/dp         {rule} = {_fmt(dl)}")
+    values.update(residuals=res, loss=float(trace.loss[r]), dL_dp=dl)
+    sections.append(("forward", L))
+
+    # ---- backward
+    L = []
+    delta = dl[:, None]
+    grads = {}
+    for layer in range(n_layers, 0, -1):
+        a_in = outs[layer - 1]
+        grads[f"W{layer}"] = a_in.T @ delta
+        grads[f"b{layer}"] = delta.sum(axis=0)
+        L.append(f"  δ{layer} = dL/dz{layer}   {_fmt(delta)}")
+        L.append(f"  dL/dW{layer} = {'a' + str(layer - 1) if layer > 1 else 'x'}ᵀ·δ{layer}   {_fmt(grads[f'W{layer}'])}")
+        L.append(f"  dL/db{layer} = Σ rows δ{layer}   {_fmt(grads[f'b{layer}'])}")
+        values[f"delta{layer}"] = delta
+        if layer > 1:
+            delta = (delta @ P[f"W{layer}"].T) * _dact(act, outs[layer - 1])
+            L.append(f"  δ{layer - 1} = (δ{layer}·W{layer}ᵀ) ⊙ ({_DACT_TEXT[act]})")
+    g_np = layout.flatten(grads)
+    sections.append(("backward", L))
+
+    # ---- what the optimizer receives
+    opt = cfg["optimizer"]
+    wd = float(cfg.get("weight_decay") or 0.0)
+    coupled = wd != 0 and opt != "adamw"
+    l1 = float(cfg.get("l1") or 0.0)
+    g_traced = trace.grad[r]
+    L = []
+    g_raw = g_np.copy()
+    if l1:
+        n1 = layout.slices["W1"].stop
+        g_raw[:n1] += l1 * np.sign(theta[:n1])
+        L.append(f"  + L1 subgradient l1·sign(w) on W1, l1={l1:g}")
+    expected = g_raw + (wd * theta if coupled else 0.0)
+    dev = float(np.max(np.abs(expected - g_traced))) if g_traced.size else 0.0
+    scale = float(np.max(np.abs(g_traced))) if g_traced.size else 0.0
+    if coupled:
+        L.append(f"  g ← g + wd·p   (coupled weight decay, wd={wd:g}; the trace's gradient includes it)")
+    L.append(f"  the kernel's gradient (trace) agrees with the one above to max |Δ| = {dev:.2g}"
+             + (f" ({dev / scale:.2g} of its largest entry)" if scale > 0 else ""))
+    clip_norm, clip_value = cfg.get("clip_grad_norm"), cfg.get("clip_grad_value")
+    coef = 1.0
+    if clip_norm:
+        norm = float(np.sqrt(np.sum(np.asarray(g_traced - (wd * theta if coupled else 0.0), np.float64) ** 2)))
+        coef = min(1.0, clip_norm / (norm + 1e-6))
+        L.append(f"  clip_grad_norm: coef = min(1, {clip_norm:g}/(‖g‖ + 1e-6)) = {coef:.6g}   (‖g‖ = {norm:.6g})")
+    if clip_value:
+        L.append(f"  clip_grad_value: g ← clamp(coef·g, ±{clip_value:g})")
+    if clip_norm or clip_value:
+        L.append("  (clipping acts on g before weight decay, as clip_grad_*_ then optimizer.step() do)"
+                 + ("; it changed this step" if bool(trace.clipped[r]) else "; it did not change this step"))
+    g_named = layout.unflatten(g_traced)
+    L.append("  g (as the trace holds it):")
+    for name in layout.names:
+        L.append(f"    {name:<4} {_fmt(g_named[name])}")
+    values["grad"] = g_traced
+    sections.append(("gradient", L))
+
+    # ---- the optimizer
+    L, upd_code, upd_book = _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values)
+    traced_upd = trace.update[r]
+    diff = np.abs(np.asarray(upd_code, np.float64) - np.asarray(traced_upd, np.float64))
+    max_diff = float(diff.max()) if diff.size else 0.0
+    exact = bool(np.array_equal(np.asarray(upd_code, dtype), traced_upd))
+    new = layout.unflatten(trace.params[r] + trace.update[r])
+    u = layout.unflatten(traced_upd)
+    p0 = layout.unflatten(trace.params[r])
+    L.append("  p ← p + update:")
+    for name in layout.names:
+        L.append(f"    {name:<4} {_fmt(p0[name])} + {_fmt(u[name])} = {_fmt(new[name])}")
+    book_diff = float(np.max(np.abs(np.asarray(upd_book, np.float64) - np.asarray(traced_upd, np.float64))))
+    sections.append((f"optimizer: {opt}", L))
+    check = [("check: recomputing the update in the code's order from these numbers reproduces the traced update "
+              + ("bit for bit" if exact else f"to max |Δ| = {max_diff:.2g}") + ".")]
+    if book_diff > 0:
+        check.append(f"       the textbook order gives it to max |Δ| = {book_diff:.2g} (rounding: the same math).")
+    sections.append(("check", check))
+    values.update(update=traced_upd, update_recomputed=upd_code, update_textbook=upd_book)
+    return Explanation(sections, values, exact, max_diff)
+
+
+def _named(layout, label, v):
+    named = layout.unflatten(np.asarray(v))
+    return [f"    {label:<7} {name:<4} {_fmt(named[name])}" for name in layout.names]
+
+
+def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
+    """(lines, the update as the code computes it, the update in textbook order) for trace row r."""
+    layout = trace.layout
+    opt = cfg["optimizer"]
+    p = trace.params[r]
+    g = trace.grad[r]
+    dt = np.dtype(dtype).type
+    coupled = wd != 0 and opt != "adamw"
+    if coef != 1.0 or clip_value:
+        # the optimizer used clip(g_raw) + wd·p; the trace keeps g_raw + wd·p
+        raw = np.asarray(g, np.float64) - (wd * theta if coupled else 0.0)
+        used = raw * coef
+        if clip_value:
+            used = np.clip(used, -clip_value, clip_value)
+        g_used = (used + (wd * theta if coupled else 0.0)).astype(dtype)
+    else:
+        g_used = g
+    prev = r - 1 if r > 0 and int(trace.step[r - 1]) == int(trace.step[r]) - 1 else None
+    first = int(trace.step[r]) == 0
+
+    def before(name):
+        if first:
+            return np.zeros_like(p)
+        return None if prev is None else trace.state[name][prev]
+
+    L = []
+    t = int(trace.step[r]) + 1
+    if opt == "sgd":
+        mu, nest, damp = cfg["momentum"], cfg["nesterov"], cfg["dampening"]
+        if mu:
+            rule = ["buf ← g  (first step)" if first else f"buf ← μ·buf + (1 − τ)·g   (μ={mu:g}, τ={damp:g})"]
+            rule.append(f"p ← p − lr·(g + μ·buf)   (Nesterov)" if nest else "p ← p − lr·buf")
+            buf = trace.state["momentum_buffer"][r]
+            b0 = before("momentum_buffer")
+            L += [f"  {x}" for x in rule]
+            if b0 is not None and not first:
+                L += _named(layout, "buf old", b0)
+            L += _named(layout, "buf new", buf)
+            step_vec = g_used + dt(mu) * buf if nest else buf
+        else:
+            L.append("  p ← p − lr·g")
+            step_vec = g_used
+        code = (p - dt(lr) * step_vec) - p
+        book = code
+    elif opt == "rmsprop":
+        alpha, eps, mu, centered = cfg["alpha"], cfg["eps"], cfg["momentum"], cfg["centered"]
+        v = trace.state["square_avg"][r]
+        L.append(f"  v ← α·v + (1 − α)·g²   (α={alpha:g})")
+        L += _named(layout, "v", v)
+        if centered:
+            ga = trace.state["grad_avg"][r]
+            L.append("  ḡ ← ḡ + (1 − α)·(g − ḡ);   avg = √(v − ḡ²) + ε   (centered)")
+            L += _named(layout, "ḡ", ga)
+            avg = np.sqrt(v - ga * ga) + dt(eps)
+        else:
+            L.append(f"  avg = √v + ε   (ε={eps:g})")
+            avg = np.sqrt(v) + dt(eps)
+        L += _named(layout, "avg", avg)
+        if mu > 0:
+            buf = trace.state["momentum_buffer"][r]
+            L.append(f"  buf ← μ·buf + g/avg   (μ={mu:g});   p ← p − lr·buf")
+            L += _named(layout, "buf", buf)
+            code = (p - dt(lr) * buf) - p
+        else:
+            L.append("  p ← p − lr·g/avg")
+            code = (p - dt(lr) * (g_used / avg)) - p
+        book = code
+    else:
+        b1, b2, eps, ams = cfg["beta1"], cfg["beta2"], cfg["eps"], cfg["amsgrad"]
+        m = trace.state["exp_avg"][r]
+        v = trace.state["exp_avg_sq"][r]
+        bc1, bc2 = 1.0 - _powi(b1, t), 1.0 - _powi(b2, t)
+        if opt == "adamw" and wd:
+            L.append(f"  p ← p·(1 − lr·wd)   (decoupled weight decay, wd={wd:g}, before the moments)")
+        L.append(f"  m ← β1·m + (1 − β1)·g   (β1={b1:g});   v ← β2·v + (1 − β2)·g²   (β2={b2:g})")
+        m0, v0 = before("exp_avg"), before("exp_avg_sq")
+        if m0 is not None and not first:
+            L += _named(layout, "m old", m0)
+        L += _named(layout, "m", m)
+        if v0 is not None and not first:
+            L += _named(layout, "v old", v0)
+        L += _named(layout, "v", v)
+        vv = v
+        if ams:
+            vv = trace.state["max_exp_avg_sq"][r]
+            L.append("  v_max ← max(v_max, v)   (AMSGrad: the denominator uses v_max)")
+            L += _named(layout, "v_max", vv)
+        L.append(f"  t = {t};   1 − β1ᵗ = {bc1:.6g};   1 − β2ᵗ = {bc2:.6g}")
+        mhat = m / dt(bc1)
+        vhat = vv / dt(bc2)
+        den_book = np.sqrt(vhat) + dt(eps)
+        L.append(f"  textbook:  m̂ = m/(1 − β1ᵗ),  v̂ = {'v_max' if ams else 'v'}/(1 − β2ᵗ),  "
+                 f"p ← p − lr·m̂/(√v̂ + ε)   (ε={eps:g})")
+        L += _named(layout, "m̂", mhat) + _named(layout, "v̂", vhat) + _named(layout, "√v̂+ε", den_book)
+        shrink = dt(1.0 - lr * wd) if (opt == "adamw" and wd) else None
+        base = p * shrink if shrink is not None else p
+        book = (base - dt(lr) * mhat / den_book) - p
+        step_size = dt(lr / bc1)
+        bc2_sqrt = dt(np.sqrt(bc2))
+        denom = np.sqrt(vv) / bc2_sqrt + dt(eps)
+        L.append("  the code (PyTorch's order, for bit-for-bit parity):  "
+                 "p ← p − (lr/(1 − β1ᵗ))·m/(√v/√(1 − β2ᵗ) + ε)")
+        L.append(f"             lr/(1 − β1ᵗ) = {float(step_size):.6g};   √(1 − β2ᵗ) = {float(bc2_sqrt):.6g}")
+        L += _named(layout, "denom", denom)
+        code = (base - step_size * (m / denom)) - p
+        values.update(t=t, bias_correction1=bc1, bias_correction2=bc2, m=m, v=v, m_hat=mhat, v_hat=vhat,
+                      denominator=denom)
+    L.insert(0, f"  lr = {lr:.6g}" + (f";  weight decay wd={wd:g} (coupled: added to g above)" if coupled else ""))
+    return L, np.asarray(code, dtype), np.asarray(book, dtype)
