@@ -269,7 +269,7 @@ def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
         mu, nest, damp = cfg["momentum"], cfg["nesterov"], cfg["dampening"]
         if mu:
             rule = ["buf ← g  (first step)" if first else f"buf ← μ·buf + (1 − τ)·g   (μ={mu:g}, τ={damp:g})"]
-            rule.append(f"p ← p − lr·(g + μ·buf)   (Nesterov)" if nest else "p ← p − lr·buf")
+            rule.append("p ← p − lr·(g + μ·buf)   (Nesterov)" if nest else "p ← p − lr·buf")
             buf = trace.state["momentum_buffer"][r]
             b0 = before("momentum_buffer")
             L += [f"  {x}" for x in rule]
