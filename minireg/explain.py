@@ -164,7 +164,8 @@ def explain(trace, i):
         grads[f"W{layer}"] = a_in.T @ delta
         grads[f"b{layer}"] = delta.sum(axis=0)
         L.append(f"  δ{layer} = dL/dz{layer}   {_fmt(delta)}")
-        L.append(f"  dL/dW{layer} = {'a' + str(layer - 1) if layer > 1 else 'x'}ᵀ·δ{layer}   {_fmt(grads[f'W{layer}'])}")
+        src = f"a{layer - 1}" if layer > 1 else "x"
+        L.append(f"  dL/dW{layer} = {src}ᵀ·δ{layer}   {_fmt(grads[f'W{layer}'])}")
         L.append(f"  dL/db{layer} = Σ rows δ{layer}   {_fmt(grads[f'b{layer}'])}")
         values[f"delta{layer}"] = delta
         if layer > 1:
