@@ -9,6 +9,7 @@ from . import datasets
 from .diagnose import Finding, LRRangeResult, Repair, StabilityBound, check_data, lr_range_test, stability_bound
 from .io import load
 from .layout import Layout
+from .plot import plot_compare
 from .result import TrainResult
 from .sweep import SweepResult, sweep
 from .trace import Trace
@@ -36,7 +37,7 @@ def repair(X, y=None, *, max_rounds=5, **train_args):
     return _repair(result, max_rounds=max_rounds)
 __all__ = ["train", "TrainResult", "Trace", "Layout", "DivergenceWarning", "load", "MiniRegressor", "Finding",
            "check_data", "stability_bound", "StabilityBound", "lr_range_test", "LRRangeResult", "datasets",
-           "sweep", "SweepResult", "repair", "Repair", "__version__"]
+           "sweep", "SweepResult", "repair", "Repair", "plot_compare", "__version__"]
 
 
 def __getattr__(name):

@@ -100,10 +100,13 @@ class TrainResult:
         from .report import repr_html
         return repr_html(self)
 
-    def plot(self):
-        """One figure: loss, gradient/update norms, update/param ratio, lr (matplotlib, lazily imported)."""
+    def plot(self, ax=None, fig=None):
+        """The run's figure (matplotlib, imported lazily): the loss (a divergence shown on a log scale
+        over its finite range, the non-finite step marked), and the panels the run has data for
+        (norms, update/param ratio, per-layer gradient norms of an MLP, a changing lr). With ``ax``
+        only the loss, on that axes, so runs can be overlaid; ``fig`` draws into that figure."""
         from .plot import plot_result
-        return plot_result(self)
+        return plot_result(self, ax=ax, fig=fig)
 
     def plot_path(self, ax=None):
         """For a model with two parameters (linear, one feature): the path of (W1, b1) over the loss

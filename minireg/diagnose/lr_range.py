@@ -1,6 +1,11 @@
 """The learning-rate range test (Smith 2017; fastai's lr_find): train with an lr that grows
 exponentially every step, record the loss, stop once the smoothed loss exceeds ``diverge_factor``×
-its best, and suggest the lr where the smoothed loss falls fastest — shown next to 2/λmax."""
+its best, and suggest the lr where the smoothed loss falls fastest — shown next to 2/λmax.
+
+The stopping rule reads fastai's running average (it can only look back); the curve shown and the
+suggestion use a centered average of log(loss) over ``window`` steps instead, which does not lag:
+a running average with smooth=0.98 trails the raw loss by ~50 steps, so on a loss falling 100×
+over the test it sat near 2 while the loss was already 0.01, and its steepest point came late."""
 import math
 import warnings
 
@@ -9,15 +14,31 @@ import numpy as np
 from .curvature import stability_bound
 
 
+def centered_smooth(losses, window):
+    """exp of the centered moving average of log(loss) over ``window`` (odd) points; the window
+    shrinks symmetrically at the ends."""
+    logs = np.log(np.maximum(np.asarray(losses, np.float64), 1e-300))
+    half = window // 2
+    out = np.empty_like(logs)
+    for i in range(logs.size):
+        h = min(half, i, logs.size - 1 - i)
+        out[i] = logs[i - h:i + h + 1].mean()
+    return np.exp(out)
+
+
 class LRRangeResult:
-    def __init__(self, lrs, losses, smoothed, suggestion, bound, stopped_at):
+    def __init__(self, lrs, losses, smoothed, suggestion, bound, stopped_at, steepest=None):
         self.lrs, self.losses, self.smoothed = lrs, losses, smoothed
         self.suggestion, self.bound, self.stopped_at = suggestion, bound, stopped_at
+        # where the loss fell fastest; the suggestion is half the bound instead when that is above it
+        self.steepest = suggestion if steepest is None else steepest
 
     def __repr__(self):
         b = f"{self.bound:.3g}" if self.bound is not None and np.isfinite(self.bound) else "n/a"
+        capped = (f" (the loss fell fastest at {self.steepest:.3g}, above the bound: an lr there diverges "
+                  "once the run is long enough, so half the bound)") if self.steepest != self.suggestion else ""
         return (f"LRRangeResult({self.lrs.size} steps, lr {self.lrs[0]:.3g} → {self.lrs[-1]:.3g}, "
-                f"suggestion {self.suggestion:.3g}, stability bound {b})")
+                f"suggestion {self.suggestion:.3g}{capped}, stability bound {b})")
 
     def plot(self, ax=None):
         from ..plot import plot_lr_range
@@ -61,10 +82,11 @@ def lr_range_test(X, y, *, lr_min=1e-7, lr_max=10.0, num_steps=100, smooth=0.98,
         if smoothed[i] > diverge_factor * best:
             stop = i + 1
             break
-    lrs, losses, smoothed = lrs[:stop], losses[:stop], smoothed[:stop]
-    skip = max(1, stop // 10)  # the first steps only show the smoothing warming up
+    lrs, losses = lrs[:stop], losses[:stop]
+    smoothed = centered_smooth(losses, max(3, (stop // 20) | 1))
+    skip = max(1, stop // 10)  # the lowest lrs barely move the loss: their slope is noise
     if stop - skip >= 3:
-        slope = np.gradient(smoothed[skip:], np.log10(lrs[skip:]))
+        slope = np.gradient(np.log(smoothed[skip:]), np.log10(lrs[skip:]))
         suggestion = float(lrs[skip + int(np.argmin(slope))])
     else:
         suggestion = float(lrs[0])
@@ -77,4 +99,9 @@ def lr_range_test(X, y, *, lr_min=1e-7, lr_max=10.0, num_steps=100, smooth=0.98,
         bound = b.lr_max
     except ValueError:
         bound = None
-    return LRRangeResult(lrs, losses, smoothed, suggestion, bound, stop)
+    steepest = suggestion
+    # a test ramps the lr up fast: the loss can still fall at an lr whose instability has not had
+    # the steps to grow yet. Where the bound is known, the suggestion stays below it
+    if bound is not None and np.isfinite(bound) and suggestion > bound:
+        suggestion = 0.5 * bound
+    return LRRangeResult(lrs, losses, smoothed, suggestion, bound, stop, steepest)
