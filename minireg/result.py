@@ -123,6 +123,6 @@ class TrainResult:
                   "INTERRUPTED (resume=... continues it)" if self.interrupted else "finite")
         return (
             f"TrainResult({model}, loss={cfg['loss']}, optimizer={cfg['optimizer']}, lr={cfg['lr']:g}, "
-            f"{self.n_steps} steps over {loss.size} epochs, final loss {last}, {status}, "
+            f"{self.n_steps} step{'s' if self.n_steps != 1 else ''} over {loss.size} epoch{'s' if loss.size != 1 else ''}, final loss {last}, {status}, "
             f"{self.seconds:.3g} s{', traced' if self.trace is not None else ''})"
         )

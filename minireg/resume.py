@@ -121,11 +121,13 @@ def resume_arguments(previous, call, given):
                              "a saved run does not keep; pass validation= again.")
         val = inputs.kwargs["validation"] if inputs is not None else None
     out["validation"] = val
-    out.update({k: call[k] for k in given if k != "resume"})
+    out.update({k: call[k] for k in given if k not in ("resume", "checkpoint", "checkpoint_every")})
     return out
 
 
 def _same(a, b, key):
+    if key in ("hidden", "activation") and b in ((), None):
+        return True  # a linear model has neither; train() ignores them for it
     if key == "hidden":
         return tuple(a or ()) == tuple(b or ())
     if key == "standardize":

@@ -84,6 +84,19 @@ def _compile_for(dispatcher, args, dtype):
     return time.perf_counter() - tick
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_stacklevel():
+    """The stacklevel that points a warning at the first caller outside minireg (the user's line),
+    through the wrapper, a resumed run's inner call and the sweep."""
+    import sys
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _records_given(fn):
     """Tells ``fn`` which keyword arguments its caller gave, so that a resumed run keeps every
     setting of its previous run except those given again."""
@@ -190,6 +203,11 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     call.update(optimizer_hparams)
     if resume is not None:
         prev = previous_run(resume)
+        d_prev = prev.layout.sizes[0]
+        d_now = np.shape(X)[1] if np.ndim(X) == 2 else None
+        if d_now is not None and d_now != d_prev:
+            raise ValueError(f"X has {d_now} features, but the run being resumed was trained on {d_prev}: resume "
+                             "it on the same columns.")
         merged = resume_arguments(prev, call, given)
         changed = {k: merged[k] for k in given if k not in ("resume", "epochs", "checkpoint", "checkpoint_every",
                                                               "progress") and merged[k] != prev.config.get(k)}
@@ -537,12 +555,12 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         warnings.warn(
             f"training diverged at step {diverged_at} (epoch {done}): the loss or the parameters became "
             "NaN/inf; the run stopped there. See result.diverged_at and result.trace.",
-            DivergenceWarning, stacklevel=2)
+            DivergenceWarning, stacklevel=_user_stacklevel())
     if interrupted:
         warnings.warn(
             f"training interrupted (Ctrl-C) after {t} steps, in epoch {e0}: the result holds the run so far "
             "(interrupted=True); train(X, y, resume=result, epochs=...) continues it exactly.",
-            InterruptedWarning, stacklevel=2)
+            InterruptedWarning, stacklevel=_user_stacklevel())
     result = snapshot()
     if keeper is not None:
         keeper.write(result, done)

@@ -242,3 +242,30 @@ def test_ctrl_c_stops_a_sweep_and_keeps_the_finished_runs(tmp_path):
     finished = int(words[2])
     assert 0 <= finished < 6 and int(words[3]) == finished and int(words[4]) == 1
     assert took < 0.5, took
+
+
+def test_diagnosing_never_writes_the_users_checkpoint_and_a_resumed_run_verifies_its_fixes(tmp_path):
+    X, y = datasets.linear_1d()
+    path = tmp_path / "ck.minireg"
+    r = minireg.train(X, y, optimizer="sgd", lr=0.002, epochs=100, checkpoint=path)
+    before = path.read_bytes()
+    (f,) = r.diagnose(verify=True)
+    assert f.code == "lr_too_low" and f.verified["cleared"]
+    assert path.read_bytes() == before  # the re-runs with lr=0.38 did not land in the user's file
+    rest = minireg.train(X, y, resume=path, epochs=50)
+    (g,) = rest.diagnose(verify=True)
+    assert g.code == "lr_too_low" and g.verified["cleared"], str(g)  # the fix applies to the continuation
+    assert rest.repair().repaired
+    with pytest.raises(ValueError, match="X has 2 features, but the run being resumed was trained on 1"):
+        minireg.train(np.c_[X, X], y, resume=rest, epochs=2)
+
+
+def test_warnings_point_at_the_callers_line(tmp_path):
+    X, y = _data()
+    with pytest.warns(minireg.DivergenceWarning) as rec:
+        minireg.train(X, y, lr=100.0, epochs=300)
+    assert rec[0].filename == __file__
+    r = minireg.train(X, y, epochs=3)
+    with pytest.warns(minireg.DivergenceWarning) as rec:
+        minireg.train(X, y, resume=r, epochs=300, lr=100.0)
+    assert rec[0].filename == __file__

@@ -346,14 +346,18 @@ def lr_too_high(ctx):
             # below the bound a rise is momentum's overshoot or minibatch noise; unless it lasts, no finding
             if recovered:
                 return []
+            why = (f"with batches of {cfg['effective_batch_size']} rows each step sees a sharper, noisier "
+                   "curvature than the full batch's" if cfg["effective_batch_size"] < cfg["n_samples"] else
+                   "the curvature grew along the way (the bound is taken where the run started)")
             return [Finding("lr_too_high", "warning",
                             f"the loss rose ×{_growth(fin):.3g} above its running minimum and did not come back, "
-                            f"although lr={lr:g} is below the full-batch stability bound {b.lr_max:.3g}: with "
-                            f"batches of {cfg['effective_batch_size']} rows each step sees a sharper, noisier "
-                            "curvature than the full batch's.", first, ev,
+                            f"although lr={lr:g} is below the stability bound {b.lr_max:.3g}: {why}.", first, ev,
                             _lr_candidates([lr / 3, lr / 10, lr / 30], lr)[0],
                             alternatives=_lr_candidates([lr / 3, lr / 10, lr / 30], lr)[1:])]
         fixes = _below_bound(b, lr)
+        if b.lr_max_standardized is not None and b.lr_max_standardized > 10 * b.lr_max and cfg["standardize"] is None:
+            # the bound is small because the features' scales differ: standardizing lifts it
+            fixes.append({"standardize": "zscore", "lr": round_sig(0.5 * b.lr_max_standardized)})
         bound_name = ("the stability bound (2+2β1)/((1−β1)·λmax(P⁻¹H)), P = √v̂+ε Adam's preconditioner,"
                       if cfg["optimizer"] in ("adam", "adamw") else
                       "the stability bound (2+2μ)/λmax" if b.momentum else "the stability bound 2/λmax")
@@ -396,20 +400,47 @@ def _adaptive_jitter(ctx):
     if ref is None or not final >= FAR * ref or final - ref <= 1e-12 * max(abs(ref), 1.0):
         return []
     lr = cfg["lr"]
-    jitter = 0.5 * lr * lr * ctx.hessian_trace()
+    jitter, how = _jitter(ctx, lr)
     excess = final - ref
-    if not jitter >= JITTER_SHARE * excess:
+    # the estimate must explain the excess, and cannot exceed the loss it is part of
+    if jitter is None or not JITTER_SHARE * excess <= jitter <= 10 * final:
         return []
-    ev = {"used": "epoch losses, the data and tr(H) at the final parameters", "final_loss": final,
-          "reference_loss": ref, "reference": ref_name, "hessian_trace": ctx.hessian_trace(),
-          "jitter_loss": jitter, "drop_last_quarter": drop}
-    target = math.sqrt(0.05 * max(excess, ref, 1e-12) / (0.5 * max(ctx.hessian_trace(), 1e-300)))
+    ev = {"used": "epoch losses, the data and " + how, "final_loss": final, "reference_loss": ref,
+          "reference": ref_name, "hessian_trace": ctx.hessian_trace(), "jitter_loss": jitter, "drop_last_quarter": drop}
+    target = lr * math.sqrt(0.05 * max(excess, ref, 1e-12) / jitter)
     fixes = _lr_candidates([min(target, lr / 3), lr / 10, lr / 100], lr)
     return [Finding("lr_too_high", "warning",
                     f"the loss settled at {final:.3g}, {final / max(ref, 1e-300):.3g}× the reachable {ref:.3g} "
-                    f"({ref_name}): {cfg['optimizer']} moves every parameter by about lr={lr:g} each step, which keeps "
-                    f"the loss ≈ ½·lr²·tr(H) = {jitter:.3g} above its optimum.", None, ev, fixes[0],
+                    f"({ref_name}): {cfg['optimizer']} keeps stepping every parameter by about lr={lr:g}, which holds "
+                    f"the loss ≈ {jitter:.3g} above its optimum ({how}).", None, ev, fixes[0],
                     alternatives=fixes[1:])]
+
+
+def _jitter(ctx, lr):
+    """(the loss the late steps' own size keeps above the optimum, how it was estimated): from the
+    trace's last quarter of updates u as ½·uᵀHu (or ½·‖u‖²·tr(H)/P from their norms); untraced,
+    ½·lr²·tr(H) for minibatches, whose noise keeps Adam's steps near lr. Full-batch Adam's steps
+    shrink near the optimum (v̂ remembers the large early gradients), so it gets no estimate."""
+    tr = ctx.tr
+    P = ctx.r.layout.size
+    if tr is not None and len(tr) >= 8:
+        late = slice(int(0.75 * len(tr)), len(tr))
+        if tr.update is not None:
+            U = np.asarray(tr.update[late], np.float64)
+            X, y = ctx.sample()
+            if ctx.cfg["model"] == "linear" and ctx.cfg["loss"] == "mse":
+                Xt = np.column_stack([X, np.ones(X.shape[0])])
+                HU = (2.0 / X.shape[0]) * ((U @ Xt.T) @ Xt)
+            else:
+                theta = np.asarray(ctx.r.theta, np.float64)
+                rows = U[np.linspace(0, U.shape[0] - 1, min(U.shape[0], 8)).astype(int)]
+                U, HU = rows, np.array([ctx.model.hvp(theta, u, X, y) for u in rows])
+            return float(np.mean(0.5 * np.einsum("ij,ij->i", U, HU))), "½·uᵀHu of the last steps' updates u"
+        u2 = float(np.mean(np.asarray(tr.update_norm[late], np.float64) ** 2))
+        return 0.5 * u2 * ctx.hessian_trace() / P, "½·‖u‖²·tr(H)/P of the last steps' update norms"
+    if ctx.cfg["effective_batch_size"] < ctx.cfg["n_samples"]:
+        return 0.5 * lr * lr * ctx.hessian_trace(), "½·lr²·tr(H)"
+    return None, None
 
 
 def _growth(fin):
@@ -590,6 +621,8 @@ def _outliers(res, per_loss, loss, used, per_grad, zres=None, floor=0.0, lr=None
     if mad == 0:
         mad = np.mean(np.abs(zres - med)) * 1.2533 or 1.0
     z = np.abs(zres - med) / mad
+    if not (np.all(np.isfinite(per_loss)) and np.all(np.isfinite(per_grad))):
+        return []  # a diverged fit: its residuals say nothing about the data
     k = max(1, int(round(0.01 * res.size)))
     top = np.argsort(per_loss)[::-1][:k]
     loss_share = float(per_loss[top].sum() / per_loss.sum()) if per_loss.sum() > 0 else 0.0
@@ -597,7 +630,12 @@ def _outliers(res, per_loss, loss, used, per_grad, zres=None, floor=0.0, lr=None
     if z.max() < OUTLIER_Z or loss_share < max(OUTLIER_SHARE, 3 * k / res.size):
         return []
     worst = np.argsort(z)[::-1][:5]
-    ev = {"used": used, "rows": worst.tolist(), "robust_z": z[worst].tolist(), "top_share_of_loss": loss_share,
+    out = z >= OUTLIER_Z  # the rows the message counts: every one beyond the z threshold
+    n_out = int(out.sum())
+    if per_loss.sum() > 0:
+        loss_share, grad_share = (float(per_loss[out].sum() / per_loss.sum()),
+                                  float(per_grad[out].sum() / per_grad.sum()) if per_grad.sum() > 0 else 0.0)
+    ev = {"used": used, "rows": worst.tolist(), "n_outlying": n_out, "robust_z": z[worst].tolist(), "top_share_of_loss": loss_share,
           "top_share_of_gradient": grad_share, "top_rows": top.tolist(), "residual_scale_mad": float(raw_mad),
           "residual_scale_used": float(mad)}
     if loss == "mse":
@@ -608,11 +646,13 @@ def _outliers(res, per_loss, loss, used, per_grad, zres=None, floor=0.0, lr=None
         if lr is not None:
             alts = [{**huber, **f} for f in _lr_candidates([3 * lr, 10 * lr], lr)] + alts
         return [Finding("outliers", "warning",
-                        f"{k} sample(s) ({k / res.size:.1%} of rows, robust z up to {z.max():.3g}) carry "
-                        f"{loss_share:.0%} of the loss and {grad_share:.0%} of the gradient under MSE.",
+                        f"{n_out} sample(s) ({n_out / res.size:.1%} of rows) have robust z ≥ {OUTLIER_Z:g} (up to "
+                        f"{z.max():.3g}) and carry {loss_share:.0%} of the loss and {grad_share:.0%} of the gradient "
+                        "under MSE.",
                         None, ev, huber, alternatives=alts)]
     return [Finding("outliers", "info",
-                    f"{k} sample(s) have robust z up to {z.max():.3g}; the {loss} loss already limits their pull "
+                    f"{n_out} sample(s) have robust z ≥ {OUTLIER_Z:g} (up to {z.max():.3g}); the {loss} loss already "
+                    "limits their pull "
                     f"({grad_share:.0%} of the gradient).", None, ev, {})]
 
 
@@ -693,11 +733,16 @@ def underfitting_and_plateau(ctx):
     # or not at all: the catch-all when no other finding names the cause (diagnose drops it then)
     if drop is None or drop < -STALL_DROP or h[-1] > FAR * np.min(h):
         return []
-    lr = ctx.cfg["lr"]
-    std = {"standardize": "zscore"} if ctx.cfg["standardize"] is None else {}
-    general = [{"optimizer": "adam", "lr": 0.01, **std}, *_lr_candidates([3 * lr, 10 * lr], lr)]
+    lr, cfg = ctx.cfg["lr"], ctx.cfg
+    std = {"standardize": "zscore"} if cfg["standardize"] is None else {}
+    adam = {} if cfg["optimizer"] in ("adam", "adamw") else {"optimizer": "adam"}
+    general = [{**adam, "lr": 0.01, **std}, *_lr_candidates([3 * lr, 10 * lr], lr), {"epochs": 3 * cfg["epochs"]}]
+    general = [f for f in general if any(cfg.get(k) != v for k, v in f.items())]  # no change is no fix
     how = ("stopped improving" if drop <= STALL_DROP else
-           f"was still falling slowly ({drop:.1%} over the last quarter of the epochs)")
+           f"was still falling slowly ({drop:.1%} over the last quarter of the epochs)" if drop <= 0.1 else
+           f"was still falling ({drop:.0%} over the last quarter of the epochs): the run ended before converging,")
+    if not general:
+        return []
     if opt is not None and final >= FAR * opt and final > opt + 1e-12:
         return [Finding("plateau", "warning",
                         f"the loss {how} at {final:.3g}, {final / opt:.3g}× the optimum {opt:.3g} this "
@@ -710,6 +755,8 @@ def underfitting_and_plateau(ctx):
     if ctx.cfg["model"] == "mlp":
         wider = tuple(max(32, 2 * w) for w in ctx.cfg["hidden"])
         fixes = [general[0], {"hidden": wider, **general[0]}, *general[1:]]
+    if not fixes:
+        return []
     return [Finding("plateau", "warning",
                     f"the loss {how} at {final:.3g}, {final / floor:.3g}× what the data allow "
                     f"({floor:.3g}); {ev['residual_structure_r2']:.0%} of the residuals' variance is still predictable "

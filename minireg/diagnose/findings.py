@@ -38,6 +38,8 @@ class Finding:
             text += "\n  fix: none found: " + ", ".join(fix_call(t["fix"]) + f" ({t['why']})" for t in v["tried"])
         if v is not None and v["cleared"]:
             text += "\n  verified: " + verification_text(v)
+        elif v is None and self.fix and "not_verified" in self.evidence:
+            text += "\n  not verified: " + self.evidence["not_verified"]
         return text
 
     def to_dict(self):

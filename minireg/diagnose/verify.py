@@ -56,7 +56,8 @@ class Verifier:
         key = self._key(fix)
         if key not in self._runs:
             from ..train import DivergenceWarning, train
-            kw = {**self.inputs.kwargs, **fix, "progress": False}
+            # a re-run is the diagnosis' own: it never writes the user's checkpoint file
+            kw = {**self.inputs.kwargs, **fix, "progress": False, "checkpoint": None, "checkpoint_every": None}
             tick = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DivergenceWarning)
@@ -205,6 +206,9 @@ def verify(result, findings, verify="auto", budget=DEFAULT_BUDGET):
                 "verifying a fix re-trains the run, and this run does not keep the arrays it was trained on "
                 "(a loaded run). Train it again with minireg.train(X, y, ...) and diagnose that result, or call "
                 "diagnose(verify=False).")
+        for f in targets:
+            f.evidence["not_verified"] = ("a run loaded from disk does not keep the arrays it was trained on, so "
+                                          "its fixes cannot be re-run here")
         return findings
     verifier = Verifier(result)
     if verify == "auto":
