@@ -8,6 +8,10 @@ from .kernels.models import predict_rows
 _PREDICT_ROWS = 4096
 
 
+def _count(n, noun):
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 class TrainResult:
     def __init__(self, *, layout, theta, config, history, trace, diverged, diverged_at, n_steps, seconds,
                  x_scaler, y_scaler, stopped_epoch=None, best_epoch=None, data=None,
@@ -123,6 +127,6 @@ class TrainResult:
                   "INTERRUPTED (resume=... continues it)" if self.interrupted else "finite")
         return (
             f"TrainResult({model}, loss={cfg['loss']}, optimizer={cfg['optimizer']}, lr={cfg['lr']:g}, "
-            f"{self.n_steps} step{'s' if self.n_steps != 1 else ''} over {loss.size} epoch{'s' if loss.size != 1 else ''}, final loss {last}, {status}, "
+            f"{_count(self.n_steps, 'step')} over {_count(loss.size, 'epoch')}, final loss {last}, {status}, "
             f"{self.seconds:.3g} s{', traced' if self.trace is not None else ''})"
         )

@@ -635,7 +635,8 @@ def _outliers(res, per_loss, loss, used, per_grad, zres=None, floor=0.0, lr=None
     if per_loss.sum() > 0:
         loss_share, grad_share = (float(per_loss[out].sum() / per_loss.sum()),
                                   float(per_grad[out].sum() / per_grad.sum()) if per_grad.sum() > 0 else 0.0)
-    ev = {"used": used, "rows": worst.tolist(), "n_outlying": n_out, "robust_z": z[worst].tolist(), "top_share_of_loss": loss_share,
+    ev = {"used": used, "rows": worst.tolist(), "n_outlying": n_out, "robust_z": z[worst].tolist(),
+          "top_share_of_loss": loss_share,
           "top_share_of_gradient": grad_share, "top_rows": top.tolist(), "residual_scale_mad": float(raw_mad),
           "residual_scale_used": float(mad)}
     if loss == "mse":
