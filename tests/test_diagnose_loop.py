@@ -60,7 +60,16 @@ def _noise_free_outlier():
     return X, y, f, lambda m: np.random.default_rng(95).uniform(0, 1, (m, 1))
 
 
+def _bad_leverage():
+    X, y, f, fresh = _linear(n=500, seed=4)
+    X = X.copy()
+    X[:3, 0] = 200.0  # three rows whose first feature is wrong: the fit bends through them
+    return X, y, f, fresh
+
+
 FAILURES = {
+    "bad leverage rows in X": (_bad_leverage, dict(optimizer="adam", lr=0.01, epochs=200, batch_size=32),
+                               "outliers"),
     "contaminated 4%, adam": (lambda: _contaminated(0.04, 2), dict(optimizer="adam", lr=0.05, epochs=300),
                               "outliers"),
     "contaminated 2%, sgd batch 32": (lambda: _contaminated(0.02, 5),
@@ -119,6 +128,12 @@ def test_top_finding_is_the_cause_and_its_verified_fix_repairs_the_run(name):
 
 
 # ---- healthy runs: no warning, and no lr_too_high at any severity
+def _heavy_tailed():
+    rng = np.random.default_rng(11)
+    X = rng.standard_t(2, size=(300, 2))  # far rows that lie on the same plane: good leverage
+    return X, X @ np.array([0.5, -1.0]) + 0.2 + 0.1 * rng.normal(size=300)
+
+
 def _healthy():
     X1, y1 = datasets.linear_1d()
     X3, y3, _, _ = _linear()
@@ -135,6 +150,8 @@ def _healthy():
         "adamw": (X3, y3, dict(optimizer="adamw", lr=0.01, epochs=200, batch_size=32)),
         "huber on contaminated data": (Xc, yc, dict(optimizer="adam", lr=0.05, epochs=300, loss="huber")),
         "mae on contaminated data": (Xc, yc, dict(optimizer="adam", lr=0.05, epochs=300, loss="mae")),
+        "heavy-tailed features, consistent targets": (*_heavy_tailed(), dict(optimizer="adam", lr=0.01, epochs=300,
+                                                                              batch_size=32)),
         "sgd batch 8": (X3, y3, dict(optimizer="sgd", lr=0.1, batch_size=8, epochs=30)),
         "mlp relu momentum": (Xd, yd, dict(model="mlp", hidden=(32,), optimizer="sgd", lr=0.05, momentum=0.9,
                                            epochs=200, batch_size=32)),

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _validate as V
 from .curvature import StabilityBound, stability_bound
-from .detectors import DETECTORS, Context, _outliers, _unscaled, noise_floor, robust_residuals
+from .detectors import DETECTORS, Context, _outliers, _unscaled, leverage_outliers, noise_floor, robust_residuals
 from .findings import CODES, Finding, sort_findings
 from .lr_range import LRRangeResult, lr_range_test
 from .verify import DEFAULT_BUDGET, Verifier, verify as _verify, verify_finding
@@ -111,6 +111,8 @@ def _check_data(X, y):
     out += _outliers(res, res * res, "mse", "residuals of a least-squares fit" + (
         " (robust z from a Huber fit)" if robust is not None else ""),
         np.abs(res) * np.sqrt((Xt * Xt).sum(axis=1)), robust, noise_floor(y))
+    if not any(f.code == "outliers" for f in out):
+        out += leverage_outliers(X, y, "the raw features")
     if y.size >= 10 and np.ptp(y) > 0:
         from scipy.stats import spearmanr
         rho = float(spearmanr(np.arange(y.size), y).statistic)

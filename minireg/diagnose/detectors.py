@@ -26,6 +26,8 @@ Thresholds (module constants, stated here so they can be argued with):
   NOISE_FLOOR× the target's robust spread so that noise-free data does not explode z; for the linear model the
   residuals of a robust Huber fit, when there are ≥ 3 rows per coefficient) and the top 1% of
   samples (at least one, k) carrying ≥ max(OUTLIER_SHARE, 3k/n) of the loss.
+- bad leverage (outliers in X): rows with a feature ≥ LEVERAGE_Z robust SDs from the rest (at most
+  5% of rows) whose removal cuts the other rows' least-squares MSE ≥ INFLUENCE×.
 - unshuffled: |Spearman ρ(target, row order)| ≥ ORDER_RHO, or the position within the epoch
   explains ≥ SAWTOOTH of the batch-loss variance, repeating over ≥ 3 epochs.
 - overfitting: validation loss ≥ OVERFIT_RISE× its minimum at the end while the training loss
@@ -66,6 +68,7 @@ NOISE_FLOOR = 0.01
 ADAPTIVE = ("adam", "adamw", "rmsprop")
 RISE_UNDO = 0.5
 FLOOR_PROGRESS = 0.9
+LEVERAGE_Z, INFLUENCE = 10.0, 2.0
 MIN_ROWS = 20
 _MAX_ROWS = 4000
 
@@ -580,9 +583,55 @@ def outliers(ctx):
         robust = robust_residuals(X, y)
         if robust is not None:
             zres, used = robust, "robust z of a Huber fit's residuals; loss shares at the final parameters"
-    return _outliers(res, ctx.loss_fn(res), ctx.cfg["loss"], used,
-                     np.abs(_dloss(res, ctx.cfg)) * np.sqrt(1 + (X * X).sum(axis=1)), zres, noise_floor(y),
-                     lr=ctx.cfg["lr"])
+    found = _outliers(res, ctx.loss_fn(res), ctx.cfg["loss"], used,
+                      np.abs(_dloss(res, ctx.cfg)) * np.sqrt(1 + (X * X).sum(axis=1)), zres, noise_floor(y),
+                      lr=ctx.cfg["lr"])
+    if not any(f.severity != "info" for f in found):
+        found += leverage_outliers(X, y, "the features as trained on")
+    return found
+
+
+def leverage_outliers(X, y, used):
+    """Rows whose features lie ≥ LEVERAGE_Z robust SDs from the rest and that move the least-squares
+    fit: the other rows' MSE with them is ≥ INFLUENCE× the MSE of the fit without them. A residual
+    test misses them, since the fit bends through them (bad leverage points)."""
+    n = X.shape[0]
+    if n < max(8, 3 * (X.shape[1] + 1)):
+        return []
+    med = np.median(X, axis=0)
+    mad = 1.482602218505602 * np.median(np.abs(X - med), axis=0)
+    mad = np.where(mad > 0, mad, np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0))
+    zx = np.abs(X - med) / mad
+    far = zx.max(axis=1) >= LEVERAGE_Z
+    k = int(far.sum())
+    if k == 0 or k > 0.05 * n:
+        return []
+    Xt = np.column_stack([X, np.ones(n)])
+    keep = ~far
+    fit_all = np.linalg.lstsq(Xt, y, rcond=None)[0]
+    fit_clean = np.linalg.lstsq(Xt[keep], y[keep], rcond=None)[0]
+    mse_all = float(np.mean((Xt[keep] @ fit_all - y[keep]) ** 2))
+    mse_clean = float(np.mean((Xt[keep] @ fit_clean - y[keep]) ** 2))
+    if not mse_all >= INFLUENCE * max(mse_clean, 1e-300):
+        return []
+    rows = np.flatnonzero(far)
+    col = int(np.argmax(zx[rows].max(axis=0)))
+    ev = {"used": used + "; least-squares fits with and without the rows", "rows": rows[:20].tolist(),
+          "feature_robust_z": float(zx.max()), "column": col, "other_rows_mse_with": mse_all,
+          "other_rows_mse_without": mse_clean}
+    q = max(0.01, round_sig(2 * k / n))
+    # clipped to the quantiles, the rows' features no longer lever the fit, but their targets may still be
+    # far off (they belonged to other features): Huber then limits their pull
+    r_clean = Xt[keep] @ fit_clean - y[keep]
+    delta = round_sig(1.345 * max(1.482602218505602 * float(np.median(np.abs(r_clean - np.median(r_clean)))),
+                                  noise_floor(y)))
+    fixes = [{"winsorize": (q, 1 - q)}, {"winsorize": (q, 1 - q), "loss": "huber", "delta": delta},
+             {"winsorize": (0.05, 0.95), "loss": "huber", "delta": delta}]
+    return [Finding("outliers", "warning",
+                    f"{k} row(s) have feature values up to {zx.max():.3g} robust SDs from the rest (column {col}): "
+                    f"they pull the fit so that the other rows' MSE is {mse_all / max(mse_clean, 1e-300):.3g}× what "
+                    "it is without them (a residual test misses them: the fit bends through them).", None, ev,
+                    fixes[0], alternatives=fixes[1:])]
 
 
 def noise_floor(y):
