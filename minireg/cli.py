@@ -314,7 +314,9 @@ def _train_kwargs(args):
     if args.standardize is not None:
         kw["standardize"] = None if args.standardize == "none" else args.standardize
     if args.trace is not None:
-        kw["trace"] = True if args.trace == "full" else "norms"
+        kw["trace"] = {"full": True, "norms": "norms", "off": False}[args.trace]
+    elif not getattr(args, "resume", None):
+        kw["trace"] = "norms"  # the per-step loss and norms, for the figures and the diagnosis
     if ("hidden" in kw or "activation" in kw) and "model" not in kw:
         kw["model"] = "mlp"  # --hidden / --activation describe an MLP
     if kw.get("model") == "linear" and ("hidden" in kw or "activation" in kw):
@@ -365,6 +367,7 @@ def summary_rows(result, source=None):
         ep += f" (early stopping at epoch {result.stopped_epoch}, best epoch {result.best_epoch})"
     rows.append(("epochs", ep))
     rows.append(("final loss", f"{h['loss'][-1]:.6g}" if h["loss"].size else "n/a"))
+    rows.append(("outcome", result.outcome()[1]))
     if "val_loss" in h:
         rows.append(("val loss", f"{h['val_loss'][-1]:.6g}" if h["val_loss"].size else "n/a"))
     if result.diverged:
@@ -472,10 +475,14 @@ def findings_of(result, fresh=False):
     """(findings, where they came from): the ones saved with / computed for the run, else a new
     diagnosis (from the history and trace alone for a loaded run, which has no data)."""
     saved = vars(result).get("findings")
-    if not fresh and saved is not None and (saved or result.data is not None):
-        return saved, "saved with the run" if result.data is None else "diagnosed"
+    loaded = result.inputs is None
+    if not fresh and saved is not None and (saved or not loaded):
+        return saved, "saved with the run" if loaded else "diagnosed"
+    sample = getattr(result, "saved_sample", None)
     where = ("diagnosed from the saved history and trace (the data is not saved, so the data checks are skipped)"
-             if result.data is None else "diagnosed")
+             if result.data is None else
+             f"diagnosed from the saved history, trace and {sample['rows']} of the {sample['of']} training rows"
+             if loaded and sample else "diagnosed")
     return result.diagnose(), where
 
 
@@ -760,8 +767,9 @@ def build_parser():
     t.add_argument("--standardize", choices=("zscore", "minmax", "robust", "none"))
     t.add_argument("--validation", type=_float, help="fraction of rows held out for validation, e.g. 0.2")
     t.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE")
-    t.add_argument("--trace", nargs="?", const="full", choices=("full", "norms"),
-                   help="record every step (--trace) or only its scalar norms (--trace norms)")
+    t.add_argument("--trace", nargs="?", const="full", choices=("full", "norms", "off"),
+                   help="record every step (--trace), only its loss and norms (--trace norms, the default) or "
+                        "nothing (--trace off)")
     t.add_argument("--dtype", choices=("float64", "float32"))
     t.add_argument("--opt", type=_opt, action="append", metavar="KEY=VALUE",
                    help="any other train() argument, e.g. --opt momentum=0.9 --opt clip_grad_norm=1 "

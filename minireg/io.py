@@ -1,10 +1,14 @@
 """Saved runs: ``result.save(path)`` and ``minireg.load(path)``.
 
-A saved run is everything a :class:`~minireg.TrainResult` holds except the training data: the
+A saved run is everything a :class:`~minireg.TrainResult` holds except the full training data: the
 parameters and layout, the resolved config, the per-epoch history, the trace (every array), the
 fitted scalers, the run's bookkeeping (diverged, diverged_at, n_steps, seconds, stopped_epoch,
 best_epoch) and its ``findings``. A loaded run predicts bit-for-bit what the original predicts, and
-its trace, repr and params work as before; ``result.data`` is None (the data is not saved).
+its trace, repr and params work as before. Of the training data it keeps a seeded sample of at most
+``rows`` rows (default SAMPLE_ROWS; ``save(path, rows=0)`` keeps none) as trained on (scaled, in the
+run's dtype), and for the linear model X̃ᵀX̃/n over all rows, so that a loaded run's diagnosis
+and report can check the data and give the stability bound (exact for linear MSE); ``result.data``
+is then that sample (None without one).
 
 File format "minireg-run", version 1
 ------------------------------------
@@ -28,6 +32,9 @@ with ``allow_pickle=False``. Members, in this order:
       indices], "clipped": bool}``; their numbers are members (below).
     - ``trace``: null, or ``{"mode": "full"|"norms", "every": k, "state": [state names]}``.
     - ``interrupted``: whether Ctrl-C stopped the run (optional, false when absent).
+    - ``sample``: null/absent, or ``{"rows": k, "of": n}``: the members ``sample.X`` (k, d) and
+      ``sample.y`` (k,) hold k of the n training rows as trained on; ``gram`` (d+1, d+1), when present,
+      is X̃ᵀX̃/n of all n rows with X̃ = [X, 1].
     - ``continuation``: null or absent (then the run cannot be resumed), or where the run stands,
       as minireg.resume.Continuation keeps it: ``{"t", "epoch", "offset", "rng_state" (the
       shuffling stream's numpy bit-generator state), "plateau": null|[lr, best, bad_epochs],
@@ -153,7 +160,10 @@ def _decode(v):
 # save
 
 
-def _pack(result):
+SAMPLE_ROWS = 2000
+
+
+def _pack(result, rows=SAMPLE_ROWS):
     """(members in file order, metadata) for a TrainResult; raises before anything is written."""
     from . import __version__
 
@@ -197,6 +207,24 @@ def _pack(result):
             for name, block in tr.state.items():
                 put(f"trace.state.{name}", block)
 
+    sample = None
+    data = result.data
+    if rows and data is not None and np.asarray(data[0]).shape[0]:
+        Xa, ya = np.asarray(data[0]), np.asarray(data[1])
+        n = Xa.shape[0]
+        pick = np.arange(n) if n <= rows else np.sort(np.random.default_rng(0).choice(n, rows, replace=False))
+        put("sample.X", np.ascontiguousarray(Xa[pick]))
+        put("sample.y", np.ascontiguousarray(ya[pick]))
+        sample = {"rows": int(pick.size), "of": int(n)}
+        if result.config.get("model") == "linear":
+            Xt = np.column_stack([np.asarray(Xa, np.float64), np.ones(n)])
+            put("gram", Xt.T @ Xt / n)
+    elif getattr(result, "saved_sample", None) is not None and data is not None:  # a loaded run saved again
+        put("sample.X", np.asarray(data[0]))
+        put("sample.y", np.asarray(data[1]))
+        sample = dict(result.saved_sample)
+        if getattr(result, "gram", None) is not None:
+            put("gram", result.gram)
     cont = getattr(result, "continuation", None)
     if cont is not None:
         for name, value in cont.arrays().items():
@@ -218,6 +246,7 @@ def _pack(result):
         "trace": trace_meta,
         "findings": _encode(getattr(result, "findings", None) or [], "findings"),
         "interrupted": bool(getattr(result, "interrupted", False)),
+        "sample": sample,
         "continuation": None if cont is None else _encode(cont.meta(), "continuation"),
         "arrays": manifest,
     }
@@ -240,13 +269,17 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
-def save(result, path):
+def save(result, path, rows=SAMPLE_ROWS):
     """Write ``result`` to ``path`` atomically in the minireg-run format; returns ``path``.
 
-    An existing file at ``path`` is replaced only once the new one is completely on disk.
+    An existing file at ``path`` is replaced only once the new one is completely on disk. ``rows``:
+    how many training rows (a seeded sample) to keep for the loaded run's diagnosis and bound; 0
+    keeps none.
     """
     path = os.fspath(path)
-    members = _pack(result)
+    if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 0:
+        raise ValueError(f"rows must be a whole number >= 0 (0 keeps no training rows), got {rows!r}.")
+    members = _pack(result, int(rows))
     directory = os.path.dirname(os.path.abspath(path))
     # a hidden sibling, so that os.replace stays within one file system (and so is atomic)
     tmp = os.path.join(directory, f".{os.path.basename(path)[:200]}.{secrets.token_hex(8)}.tmp")
@@ -425,6 +458,13 @@ def _build(fh, meta):
             trace = Trace(layout, True if full else "norms", tm["every"], index, scalars,
                           blocks["params"], blocks["grad"], blocks["update"], state)
 
+        sample_meta = meta.get("sample")
+        sample_X = sample_y = gram = None
+        if sample_meta is not None:
+            sample_X, sample_y = get("sample.X"), get("sample.y")
+            _need(sample_X.ndim == 2 and sample_X.shape[1] == sizes[0] and sample_y.shape == (sample_X.shape[0],),
+                  "bad data sample")
+            gram = get("gram") if "gram" in manifest else None
         cont = None
         if meta.get("continuation") is not None:
             from .resume import Continuation
@@ -451,6 +491,10 @@ def _build(fh, meta):
         stopped_epoch=meta["stopped_epoch"], best_epoch=meta["best_epoch"])
     result.findings = findings
     result.interrupted = bool(meta.get("interrupted", False))
+    if sample_meta is not None:
+        result.data = (sample_X, sample_y, sample_X[:0], sample_y[:0])
+        result.saved_sample = sample_meta
+        result.gram = gram
     result.compile_seconds = float(meta.get("compile_seconds", 0.0))
     result.continuation = cont
     return result

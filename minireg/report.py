@@ -37,7 +37,7 @@ table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ddd;paddin
  text-transform:uppercase;vertical-align:middle}
 .sev-error .badge{background:#d70015}.sev-warning .badge{background:#c93400}.sev-info .badge{background:#0071e3}
 .fix{background:#eef7ee;padding:.3em .6em;display:inline-block}
-.ok{color:#1a7f37}.bad{color:#d70015;font-weight:bold}
+.ok{color:#1a7f37}.bad{color:#d70015;font-weight:bold}.warn{color:#9a6700}
 img{max-width:100%;height:auto;border:1px solid #eee}
 footer{margin-top:3em;color:#888;font-size:.8em}
 """
@@ -167,7 +167,8 @@ def _computed_bounds(result):
     """[(label, StabilityBound or None, note)] from minireg.stability_bound for the run's settings on
     the data it trained on; a note instead for a loaded run (no data) or an error."""
     if result.data is None:
-        return [("", None, "n/a: a loaded run does not keep its training data, so the bound cannot be recomputed.")]
+        return [("", None, "n/a: this run was saved without training rows (save(path, rows=0)), so the bound "
+                 "cannot be recomputed.")]
     from .diagnose import stability_bound
     cfg = result.config
     X, y = (np.asarray(a, np.float64) for a in result.data[:2])
@@ -183,10 +184,28 @@ def _computed_bounds(result):
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                out.append((label, stability_bound(X, y, **base, **kw), None))
+                b = stability_bound(X, y, **base, **kw)
+                _exact_from_gram(result, b)
+                out.append((label, b, None))
         except (ValueError, TypeError, FloatingPointError, np.linalg.LinAlgError) as exc:
             out.append((label, None, f"n/a: the bound could not be computed ({exc})."))
     return out
+
+
+def _exact_from_gram(result, b):
+    """A loaded linear MSE run's bound from its saved X̃ᵀX̃/n of every training row (exact), where the
+    sample gave an estimate."""
+    gram = getattr(result, "gram", None)
+    cfg = result.config
+    if gram is None or cfg["loss"] != "mse" or cfg["optimizer"] not in ("sgd",) or result.saved_sample is None:
+        return
+    if result.saved_sample["rows"] == result.saved_sample["of"]:
+        return
+    from .diagnose.curvature import _lr_from_lambda
+    lam = 2.0 * float(np.linalg.eigvalsh(np.asarray(gram, np.float64))[-1])
+    b.lambda_max, b.lr_max = lam, _lr_from_lambda(lam, "sgd", cfg.get("momentum", 0.0), 0.9)
+    b.kind = "exact, from the saved X̃ᵀX̃/n of all training rows"
+    b.exceeded = None if b.lr is None else b.lr > b.lr_max
 
 
 def _verdict(lr, b):
@@ -326,7 +345,8 @@ def render(result):
     title = f"minireg run: {model}, {cfg['loss']}, {cfg['optimizer']} lr={_num(cfg['lr'])}"
     body = [f"<h1>{_e(title)}</h1>", f'<p class="repr mono">{_e(repr(result))}</p>']
 
-    status = ('<span class="bad">diverged</span>' if result.diverged else '<span class="ok">finite</span>')
+    kind, text = result.outcome()
+    status = f'<span class="{kind}">{_e(text)}</span>'
     body.append(f'<section id="outcome"><h2>Outcome: {status}</h2>'
                 + _table([(_e(k), _e(v)) for k, v in outcome_rows(result)]) + "</section>")
 
@@ -334,6 +354,10 @@ def render(result):
     if result.data is None:
         fs.append("<p><small>This run was loaded from disk without its data: findings that need the data are "
                   "those saved with it, or none.</small></p>")
+    elif getattr(result, "saved_sample", None) is not None:
+        k, n = result.saved_sample["rows"], result.saved_sample["of"]
+        fs.append(f"<p><small>This run was loaded from disk with {k} of its {n} training rows (the sample "
+                  "minireg saves); fixes cannot be re-run from here.</small></p>")
     if not findings:
         fs.append('<p class="ok">No problems found.</p>')
     for f in findings:
@@ -414,8 +438,9 @@ def repr_html(result):
     rows.append(("final loss", _e(_num(h["loss"][-1])) if h["loss"].size else "n/a"))
     if "val_loss" in h:
         rows.append(("val loss", _e(_num(h["val_loss"][-1])) if h["val_loss"].size else "n/a"))
-    rows.append(("diverged", f'<b style="color:#d70015">yes, at step {_e(result.diverged_at)}</b>'
-                 if result.diverged else "no"))
+    kind, text = result.outcome()
+    color = {"ok": "#1a7f37", "warn": "#9a6700", "bad": "#d70015"}[kind]
+    rows.append(("outcome", f'<b style="color:{color}">{_e(text)}</b>'))
     rows.append(("steps / time", f"{_e(result.n_steps)} / {result.seconds:.3g} s"))
     findings = vars(result).get("findings")
     if findings is not None:

@@ -38,6 +38,9 @@ class TrainResult:
         # compiling the kernels, or loading them from numba's disk cache, on a process's first run of a
         # kind: kept out of ``seconds``, which is the run's own time
         self.compile_seconds = 0.0
+        # a loaded run: {"rows": k, "of": n} when ``data`` is the saved sample of k training rows
+        self.saved_sample = None
+        self.gram = None  # a loaded linear run: X̃ᵀX̃/n of all its training rows (the exact MSE curvature)
         self.interrupted = False  # stopped by Ctrl-C; train(X, y, resume=result, epochs=k) continues it
         # where the run stands, exactly enough to continue it (minireg.resume.Continuation)
         self.continuation = None
@@ -74,9 +77,40 @@ class TrainResult:
                 out = self.y_scaler.inverse(out).astype(self.dtype)
         return out
 
-    def save(self, path):
+    def outcome(self):
+        """(kind, text): what happened, in words. kind is "bad" (diverged, exploding, rising), "warn"
+        (interrupted, still improving) or "ok" (converged, stopped early)."""
+        loss = np.asarray(self.history["loss"], np.float64)
+        steps = f"{self.n_steps} steps"
+        if self.diverged:
+            return "bad", f"diverged at step {self.diverged_at}: the loss or the parameters became NaN/inf"
+        if self.interrupted:
+            return "warn", f"interrupted (Ctrl-C) after {steps}; train(X, y, resume=result, epochs=...) continues it"
+        fin = loss[np.isfinite(loss)]
+        if not fin.size:
+            return "warn", "no epoch finished"
+        low, last = float(fin.min()), float(fin[-1])
+        if last >= 1e3 * max(low, 1e-300) or (fin.size > 1 and last >= 100 * max(float(fin[0]), 1e-300)):
+            return "bad", f"exploding: the loss grew ×{last / max(low, 1e-300):.3g} over {steps} (to {last:.3g})"
+        if self.stopped_epoch is not None:
+            return "ok", (f"stopped early at epoch {self.stopped_epoch}"
+                          + (f", the parameters of epoch {self.best_epoch} restored" if self.config.get("restore_best")
+                             and self.best_epoch is not None else ""))
+        if fin.size < 4:
+            return "warn", f"{fin.size} epoch(s): too few to tell whether it converged"
+        q = float(fin[int(0.75 * (fin.size - 1))])
+        change = (q - last) / q if q > 0 else 0.0
+        if last > 2 * low and change < -0.01:
+            return "bad", f"rising at the end: the loss is {last / low:.3g}× its minimum {low:.3g}"
+        if change > 0.01:
+            return "warn", f"still improving: the loss fell {change:.1%} over the last quarter of the epochs"
+        return "ok", f"converged: the loss changed by {abs(change):.2%} over the last quarter of the epochs"
+
+    def save(self, path, rows=2000):
+        """Write the run to ``path`` (minireg.io); ``rows``: training rows kept as a sample for the
+        loaded run's diagnosis and bound (0: none)."""
         from .io import save
-        return save(self, path)
+        return save(self, path, rows)
 
     def diagnose(self, verify="auto", budget=30.0):
         """The failure modes found in this run, most severe first (a list of :class:`Finding`).
@@ -123,8 +157,9 @@ class TrainResult:
         model = cfg["model"] if cfg["model"] == "linear" else f"mlp{cfg['sizes']}/{cfg['activation']}"
         loss = self.history["loss"]
         last = f"{loss[-1]:.6g}" if loss.size else "n/a"
+        kind, text = self.outcome()
         status = (f"DIVERGED at step {self.diverged_at}" if self.diverged else
-                  "INTERRUPTED (resume=... continues it)" if self.interrupted else "finite")
+                  "INTERRUPTED (resume=... continues it)" if self.interrupted else text.split(":")[0])
         return (
             f"TrainResult({model}, loss={cfg['loss']}, optimizer={cfg['optimizer']}, lr={cfg['lr']:g}, "
             f"{_count(self.n_steps, 'step')} over {_count(loss.size, 'epoch')}, final loss {last}, {status}, "

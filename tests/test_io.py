@@ -128,7 +128,15 @@ def _same_result(r, loaded, X):
     _same_array(r.predict(X), loaded.predict(X))
     Xnew = np.random.default_rng(7).normal(size=(9, X.shape[1])) * 20
     _same_array(r.predict(Xnew), loaded.predict(Xnew))
-    assert loaded.data is None
+    # the data: a seeded sample of the training rows as trained on (all of them up to 2000 rows)
+    n = r.data[0].shape[0]
+    assert loaded.saved_sample == {"rows": min(n, 2000), "of": n} and loaded.inputs is None
+    if n <= 2000:
+        _same_array(r.data[0], loaded.data[0])
+        _same_array(r.data[1], loaded.data[1])
+    if r.config["model"] == "linear":
+        Xt = np.column_stack([np.asarray(r.data[0], np.float64), np.ones(n)])
+        np.testing.assert_allclose(loaded.gram, Xt.T @ Xt / n, rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", list(RUNS))

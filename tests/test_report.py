@@ -152,18 +152,30 @@ def test_report_escapes_all_text(no_plots):
     assert "&amp; more" in text
 
 
-def test_loaded_run_report_says_na(diverged, tmp_path, no_plots):
+def test_loaded_run_report_has_its_bound_from_the_saved_rows(diverged, tmp_path, no_plots):
     diverged.diagnose()
     diverged.save(tmp_path / "run.minireg")
     loaded = minireg.load(tmp_path / "run.minireg")
     text = render(loaded)
-    assert "n/a: a loaded run does not keep its training data" in text
     bound = next(f for f in diverged.findings if f.code == "lr_too_high").evidence["bound"]
     assert "lr_too_high" in text and f"{bound:.6g}" in text  # the saved findings and their bound numbers
-    fresh = minireg.train(*datasets.linear_1d(), epochs=10, batch_size=32)
-    fresh.save(tmp_path / "fresh.minireg")
-    text = render(minireg.load(tmp_path / "fresh.minireg"))  # never diagnosed: diagnosed from the history
-    assert "No problems found" in text and "stability bound n/a" in text
+    assert "of its 100 training rows" in text and "largest stable lr" in text and "n/a: this run" not in text
+    diverged.save(tmp_path / "bare.minireg", rows=0)
+    text = render(minireg.load(tmp_path / "bare.minireg"))
+    assert "n/a: this run was saved without training rows" in text
+    # an untraced run that exploded: named as such, with its loss figure and the bound
+    X, y = datasets.linear_1d(n=3000)
+    r = minireg.train(X, y, lr=10.0, epochs=100)
+    r.save(tmp_path / "big.minireg")
+    big = minireg.load(tmp_path / "big.minireg")
+    assert big.saved_sample == {"rows": 2000, "of": 3000}
+    kind, what = big.outcome()
+    assert kind == "bad" and what.startswith("exploding: the loss grew ×")
+    text = render(big)
+    assert "exploding" in text and ">finite<" not in text
+    assert "exact, from the saved X̃ᵀX̃/n of all training rows" in html_unescape(text)
+    b = minireg.stability_bound(X, y)
+    assert f"{b.lr_max:.4g}" in text
 
 
 def test_report_of_an_untraced_adam_mlp_run(no_plots):
@@ -183,7 +195,7 @@ def test_repr_html(diverged):
     assert "not diagnosed yet" not in h and "findings" in h
     diverged.diagnose()
     h = diverged._repr_html_()
-    assert "yes, at step" in h and "lr_too_high" in h and "fix:" in h
+    assert "diverged at step" in h and "lr_too_high" in h and "fix:" in h
     p = parse(h)
     assert p.tags[0] == "div" and "table" in p.tags
 
@@ -213,6 +225,6 @@ def test_loaded_run_report_in_a_headless_browser(tmp_path, chromium):
     assert main(["report", str(tmp_path / "run.minireg"), "-o", str(tmp_path / "loaded.html")]) == 0
     dom, shot, _ = browse(chromium, tmp_path / "loaded.html", tmp_path)
     assert "lr_too_low" in [f.code for f in findings]
-    assert 'data-code="lr_too_low"' in dom and "n/a: a loaded run does not keep its training data" in dom
+    assert 'data-code="lr_too_low"' in dom and "with 100 of its 100 training rows" in dom
     assert "train(..., lr=" in html_unescape(dom)
     assert shot.stat().st_size > 20_000
