@@ -132,8 +132,26 @@ def _pandas_to_numpy(a):
     return arr
 
 
+def _non_numeric_columns(a):
+    """The names of a DataFrame's columns that are not numbers (category, text, dates, bool), with
+    their dtypes; [] for anything else."""
+    dtypes = getattr(a, "dtypes", None)
+    if dtypes is None or not hasattr(dtypes, "items"):
+        return []
+    try:
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+    except ImportError:
+        return []
+    return [f"{col!r} ({t})" for col, t in dtypes.items() if not is_numeric_dtype(t) or is_bool_dtype(t)]
+
+
 def _as_numeric(name, a):
     if hasattr(a, "to_numpy") and hasattr(a, "dtypes"):  # pandas DataFrame / Series
+        bad = _non_numeric_columns(a)
+        if bad:
+            raise TypeError(
+                f"{name} has non-numeric column(s) {', '.join(bad[:8])}{' …' if len(bad) > 8 else ''}; "
+                "encode them as numbers first (e.g. pandas.get_dummies for categories, .astype(float) for bools).")
         a = _pandas_to_numpy(a)
     try:
         arr = np.asarray(a)

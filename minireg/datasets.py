@@ -8,7 +8,7 @@ import numpy as np
 def linear_1d(n=100, slope=2.0, intercept=1.0, noise=0.1, seed=0):
     """``X ~ U(0, 1)``, ``y = slope·X + intercept + noise·N(0, 1)``: the PyTorch linear-regression case
     whose loss increases when the learning rate is too high (seed 'why is pytorch linear regression
-    loss increasing'). Plain SGD on MSE is stable for lr below 2/λmax ≈ 2.4 on this data."""
+    loss increasing'). Plain SGD on MSE is stable for lr below 2/λmax ≈ 0.756 on this data (n=100, seed 0)."""
     rng = np.random.default_rng(seed)
     X = rng.uniform(0.0, 1.0, size=(n, 1))
     y = slope * X[:, 0] + intercept + noise * rng.standard_normal(n)

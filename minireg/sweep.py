@@ -277,13 +277,19 @@ class SweepResult:
         return f"<div><b>SweepResult</b>: {len(self)} runs over {list(self.grid)}{inner}</div>"
 
 
-def sweep(X, y, grid, *, n_jobs=-1, client=None, keep="results", diagnose=True, memory_budget=_DEFAULT_BUDGET,
+_WORKERS_PAY_AFTER = 2.0  # seconds of runs below which starting worker processes costs more than it saves
+
+
+def sweep(X, y, grid, *, n_jobs=None, client=None, keep="results", diagnose=True, memory_budget=_DEFAULT_BUDGET,
           **fixed):
     """Train every configuration of ``grid`` with the ``fixed`` train() arguments; a SweepResult.
 
     ``grid``: {train-argument name: list of values}, e.g. ``{"optimizer": ["sgd", "adam"],
     "lr": [0.01, 0.1], "standardize": [None, "zscore"]}`` (the Cartesian product: 8 runs).
-    ``n_jobs``: local worker processes (joblib; -1 all cores, 1 sequential in this process).
+    ``n_jobs``: local worker processes (joblib; -1 all cores, 1 sequential in this process). None
+    (default): the first configuration runs here, and the rest go to all cores only when the
+    projected total (its time × the configurations) is over _WORKERS_PAY_AFTER seconds, since
+    starting workers costs about a second.
     ``client``: a ``dask.distributed.Client``: the runs go to its cluster instead (n_jobs ignored).
     ``keep``: "results" keeps every TrainResult (with its trace and data); "history" keeps only each
     run's config, history and findings, so only the runs in flight hold their traces.
@@ -343,7 +349,27 @@ def sweep(X, y, grid, *, n_jobs=-1, client=None, keep="results", diagnose=True, 
     # wait here raises KeyboardInterrupt; either way the pending runs are cancelled (the generator is
     # closed) and the sweep returns the runs finished before, in grid order
     rows, results, stopped = [], [], False
-    out = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+    if n_jobs is None:
+        # run here while the rest is projected to be short; the first run carries one-off costs
+        # (imports, loading kernels), so the projection uses the latest run's time from the second on
+        done_here, last, left = [], None, len(configs)
+        try:
+            while left:
+                if last is not None and len(done_here) >= 2 and left >= 2 and last * left > _WORKERS_PAY_AFTER:
+                    break
+                fn, a, k = next(jobs)
+                tick = time.perf_counter()
+                done_here.append(fn(*a, **k))
+                last, left = time.perf_counter() - tick, left - 1
+                if done_here[-1][0]["interrupted"]:
+                    left = 0
+        except KeyboardInterrupt:
+            left, stopped = 0, True
+        import itertools
+        gen = joblib.Parallel(n_jobs=-1, return_as="generator")(jobs) if left else None
+        out = itertools.chain(done_here, gen or ())
+    else:
+        gen = out = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
     try:
         for row, result in out:
             if row.pop("interrupted"):
@@ -354,7 +380,8 @@ def sweep(X, y, grid, *, n_jobs=-1, client=None, keep="results", diagnose=True, 
     except KeyboardInterrupt:
         stopped = True
     finally:
-        out.close()
+        if gen is not None:
+            gen.close()
     done = SweepResult(values, dict(fixed), configs[:len(rows)], rows, results)
     done.interrupted = stopped
     if stopped:
@@ -367,8 +394,8 @@ def sweep(X, y, grid, *, n_jobs=-1, client=None, keep="results", diagnose=True, 
 
 def _effective_jobs(n_jobs, n):
     import os
-    if n_jobs is None:
-        n_jobs = 1
+    if n_jobs is None:  # the default may go to all cores: count them all in flight
+        n_jobs = -1
     cpus = os.cpu_count() or 1
     k = cpus + 1 + n_jobs if n_jobs < 0 else n_jobs
     return max(1, min(n, k))

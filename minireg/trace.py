@@ -63,10 +63,11 @@ class Trace:
         rows = np.flatnonzero(self._step == int(i))
         if rows.size == 0:
             lo, hi = (int(self._step[0]), int(self._step[-1])) if len(self) else (None, None)
-            raise KeyError(
-                f"step {i} was not recorded (recorded steps run {lo}..{hi}, every {self.every}); "
-                "rerun with trace_every=1 to record every step."
-            )
+            if self.every > 1 and lo is not None and lo <= int(i) <= hi:
+                hint = "; rerun with trace_every=1 to record every step"
+            else:
+                hint = ": the run took no such step" if lo is not None and int(i) > hi else ""
+            raise KeyError(f"step {i} was not recorded (recorded steps run {lo}..{hi}, every {self.every}){hint}.")
         return int(rows[0])
 
     def at_step(self, i):

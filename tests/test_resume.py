@@ -223,7 +223,7 @@ def test_ctrl_c_stops_a_sweep_and_keeps_the_finished_runs(tmp_path):
         print("start", flush=True)
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            s = minireg.sweep(X, y, {"lr": [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]}, n_jobs=1, diagnose=False,
+            s = minireg.sweep(X, y, {"lr": [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]}, diagnose=False,
                               model="mlp", hidden=(64, 64), optimizer="adam", batch_size=32, epochs=10)
         print("done", s.interrupted, len(s), len(s.records()), sum("sweep interrupted" in str(x.message) for x in w),
               flush=True)

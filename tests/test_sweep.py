@@ -185,3 +185,20 @@ def test_without_diagnosis(data, sequential):
     assert s.results[0].history["loss"].tobytes() == sequential[0].history["loss"].tobytes()
     with pytest.raises(TypeError, match="diagnose must be True or False"):
         minireg.sweep(*data, grid={"lr": [0.05]}, diagnose="yes")
+
+
+def test_the_default_runs_a_small_grid_in_this_process(monkeypatch):
+    import joblib
+    started = []
+    real = joblib.Parallel
+
+    class Recording(real):
+        def __init__(self, *a, **k):
+            started.append(k.get("n_jobs"))
+            super().__init__(*a, **k)
+    monkeypatch.setattr(joblib, "Parallel", Recording)
+    X, y = datasets.linear_1d()
+    s = minireg.sweep(X, y, {"optimizer": ["sgd", "adam"], "lr": [0.01, 0.1]}, epochs=20)
+    assert len(s) == 4 and started == []  # no worker processes for four runs of a few milliseconds
+    s2 = minireg.sweep(X, y, {"optimizer": ["sgd", "adam"], "lr": [0.01, 0.1]}, epochs=20, n_jobs=1)
+    assert s.records() == [{**r, "seconds": s.records()[i]["seconds"]} for i, r in enumerate(s2.records())]
