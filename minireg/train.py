@@ -473,6 +473,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     with stop:
         while e0 < total and not stop.requested:
             ne = min(step_chunk, total - e0)
+            if keeper is not None and checkpoint_every is not None:  # end the call on a checkpoint epoch
+                ne = min(ne, checkpoint_every - (e0 - e_first) % checkpoint_every)
             tick = time.perf_counter()
             rng_before = shuffle_rng.bit_generator.state  # to redraw the orders up to where a call stopped
             if shuffled:
@@ -528,8 +530,10 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                 seconds_per_epoch = (time.perf_counter() - tick) / ne
                 if progress is not False:
                     bar = _progress_bar(progress, epochs, seconds_per_epoch)
-                if bar is not None or keeper is not None:
+                if bar is not None:  # the bar moves about ten times a second
                     step_chunk = max(1, min(chunk, int(0.1 / max(seconds_per_epoch, 1e-9))))
+                elif keeper is not None:  # return often enough to write a checkpoint about every second
+                    step_chunk = max(1, min(chunk, int(1.0 / max(seconds_per_epoch, 1e-9))))
                 else:
                     step_chunk = chunk
                 if keeper is not None and checkpoint_every is not None:

@@ -10,7 +10,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.ipynb")), ids=lambda p: p.stem)
-def test_notebook_runs_and_shows_its_figures_and_explanations(path):
+def test_notebook_runs_and_shows_its_figures_and_explanations(path, monkeypatch):
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel inherits this process' environment
     nb = nbformat.read(path, as_version=4)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(EXAMPLES)}}).execute()

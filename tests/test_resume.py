@@ -114,7 +114,19 @@ def test_checkpoints_are_written_and_resume_to_the_same_numbers(tmp_path):
     path = tmp_path / "ck.minireg"
     kw = dict(optimizer="rmsprop", lr=0.01, batch_size=7, trace=True)
     whole = minireg.train(X, y, epochs=12, **kw)
-    done = minireg.train(X, y, epochs=12, checkpoint=path, checkpoint_every=5, **kw)
+    from minireg import resume
+    written = []
+    real = resume.Checkpointer.write
+
+    def write(self, result, epochs_done):
+        written.append((epochs_done, result.history["loss"].size))
+        return real(self, result, epochs_done)
+    resume.Checkpointer.write = write
+    try:
+        done = minireg.train(X, y, epochs=12, checkpoint=path, checkpoint_every=5, **kw)
+    finally:
+        resume.Checkpointer.write = real
+    assert written == [(5, 5), (10, 10), (12, 12)]  # every 5 epochs and at the end
     assert_same_run(done, whole)
     saved = minireg.load(path)
     assert saved.continuation.epoch == 12 and saved.history["loss"].size == 12
