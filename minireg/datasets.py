@@ -152,7 +152,9 @@ CASES = {c.name: c for c in [
          "vanishing_gradients", _two(lambda r: f"{_grad_ratio(r)}, {_final(r)}")),
     Case("dead_relu", "ReLU units that start dead (biases −5) never come back", lambda: linear_1d(),
          dict(model="mlp", hidden=(16,), activation="relu", optimizer="sgd", lr=0.1, epochs=100, init=_dead_init()),
-         "dead_relu", _two(lambda r: f"{_dead(r)}, {_final(r)}")),
+         "dead_relu", lambda bad, good: [f"before: {_dead(bad)}, {_final(bad)}",
+                                         f"after:  {_dead(good)}, {_final(good)} (with x in [0, 1] and zero biases, "
+                                         "units with a negative weight stay off: a ReLU net needs only some)"]),
     Case("plateau", "a 2-unit ReLU network on a sine: SGD crawls far above what the data allow", sine,
          dict(model="mlp", hidden=(2,), activation="relu", optimizer="sgd", lr=0.05, batch_size=32, epochs=300),
          "plateau", _two(_final, " (noise variance 0.01)")),

@@ -86,7 +86,7 @@ def verification_text(v):
     text = f"re-ran with it: {v['measure']} {_num(b['score'])} → {_num(a['score'])}"
     if b["diverged"] and not a["diverged"]:
         text += " (diverged → finite)"
-    elif b.get("noise"):
+    elif b.get("noise") and a["score"] >= b["noise"]:  # (held-out targets may be cleaner than the estimate)
         text += f" (noise level {_num(b['noise'])})"
     text += ", finding cleared"
     if v.get("left"):
