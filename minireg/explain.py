@@ -19,10 +19,13 @@ import numpy as np
 
 
 def _fmt(a):
+    """5 significant digits everywhere (small values keep theirs); a matrix prints row by row,
+    [[row 0], [row 1], ...], after its shape; long ones show their first and last entries."""
     a = np.asarray(a)
-    shape = f"{a.shape} " if a.ndim > 1 else ""  # matrices print flat, row-major, after their shape
-    return shape + np.array2string(a.ravel(), precision=5, threshold=12, edgeitems=4, max_line_width=200,
-                                   separator=", ")
+    shape = f"{a.shape} " if a.ndim > 1 else ""
+    text = np.array2string(a, formatter={"float_kind": lambda v: f"{v:.5g}"}, threshold=24, edgeitems=3,
+                           max_line_width=100000, separator=", ")
+    return shape + " ".join(text.split())
 
 
 def _act(name, z):
@@ -116,7 +119,7 @@ def explain(trace, i):
             + f"), lr={lr:.6g}")
     if cfg.get("schedule"):
         head += f" (schedule {cfg['schedule']!r}, base lr {cfg['lr']:g})"
-    sections.append(("step", [head, f"  rows          {_fmt(rows)}"]))
+    sections.append(("step", [head, f"  rows          {_fmt(rows)}", f"  inputs      x {_fmt(X[rows])}"]))
 
     # ---- forward
     act = cfg["activation"] or "identity"
@@ -133,7 +136,7 @@ def explain(trace, i):
         name = "p" if last else f"a{layer}"
         L.append(f"  z{layer} = {'a' + str(layer - 1) if layer > 1 else 'x'}·W{layer} + b{layer}   {_fmt(z)}")
         if not last:
-            L.append(f"  a{layer} = {_ACT_TEXT[act]}   {_fmt(a)}")
+            L.append(f"  a{layer} = {_ACT_TEXT[act].replace('z', f'z{layer}')}   {_fmt(a)}")
         values[f"z{layer}"] = z
         values[name] = a
     pred = outs[-1][:, 0]
@@ -170,7 +173,7 @@ def explain(trace, i):
         values[f"delta{layer}"] = delta
         if layer > 1:
             delta = (delta @ P[f"W{layer}"].T) * _dact(act, outs[layer - 1])
-            L.append(f"  δ{layer - 1} = (δ{layer}·W{layer}ᵀ) ⊙ ({_DACT_TEXT[act]})")
+            L.append(f"  δ{layer - 1} = (δ{layer}·W{layer}ᵀ) ⊙ ({_DACT_TEXT[act].replace('a', f'a{layer - 1}')})")
     g_np = layout.flatten(grads)
     sections.append(("backward", L))
 
@@ -205,9 +208,14 @@ def explain(trace, i):
         L.append("  (clipping acts on g before weight decay, as clip_grad_*_ then optimizer.step() do)"
                  + ("; it changed this step" if bool(trace.clipped[r]) else "; it did not change this step"))
     g_named = layout.unflatten(g_traced)
-    L.append("  g (as the trace holds it):")
+    L.append("  g (as the trace holds it" + (", before clipping" if clip_norm or clip_value else "") + "):")
     for name in layout.names:
         L.append(f"    {name:<4} {_fmt(g_named[name])}")
+    if clip_norm or clip_value:
+        used = _clipped_gradient(g_traced, theta, wd if coupled else 0.0, coef, clip_value, dtype)
+        L.append("  g after clipping" + (" (+ wd·p)" if coupled else "") + ": what the optimizer uses below")
+        for name, v in layout.unflatten(used).items():
+            L.append(f"    {name:<4} {_fmt(v)}")
     values["grad"] = g_traced
     sections.append(("gradient", L))
 
@@ -234,6 +242,15 @@ def explain(trace, i):
     return Explanation(sections, values, exact, max_diff)
 
 
+def _clipped_gradient(g, theta, wd, coef, clip_value, dtype):
+    """clip(g_raw) + wd·p from the trace's g_raw + wd·p, as the optimizer kernels compute it."""
+    raw = np.asarray(g, np.float64) - wd * theta
+    used = raw * coef
+    if clip_value:
+        used = np.clip(used, -clip_value, clip_value)
+    return (used + wd * theta).astype(dtype)
+
+
 def _named(layout, label, v):
     named = layout.unflatten(np.asarray(v))
     return [f"    {label:<7} {name:<4} {_fmt(named[name])}" for name in layout.names]
@@ -249,11 +266,7 @@ def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
     coupled = wd != 0 and opt != "adamw"
     if coef != 1.0 or clip_value:
         # the optimizer used clip(g_raw) + wd·p; the trace keeps g_raw + wd·p
-        raw = np.asarray(g, np.float64) - (wd * theta if coupled else 0.0)
-        used = raw * coef
-        if clip_value:
-            used = np.clip(used, -clip_value, clip_value)
-        g_used = (used + (wd * theta if coupled else 0.0)).astype(dtype)
+        g_used = _clipped_gradient(g, theta, wd if coupled else 0.0, coef, clip_value, dtype)
     else:
         g_used = g
     prev = r - 1 if r > 0 and int(trace.step[r - 1]) == int(trace.step[r]) - 1 else None
@@ -269,7 +282,9 @@ def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
     if opt == "sgd":
         mu, nest, damp = cfg["momentum"], cfg["nesterov"], cfg["dampening"]
         if mu:
-            rule = ["buf ← g  (first step)" if first else f"buf ← μ·buf + (1 − τ)·g   (μ={mu:g}, τ={damp:g})"]
+            rule = ["buf ← g  (first step)" if first else
+                    f"buf ← μ·buf + (1 − τ)·g   (μ={mu:g}, dampening τ={damp:g})" if damp else
+                    f"buf ← μ·buf + g   (μ={mu:g})"]
             rule.append("p ← p − lr·(g + μ·buf)   (Nesterov)" if nest else "p ← p − lr·buf")
             buf = trace.state["momentum_buffer"][r]
             b0 = before("momentum_buffer")
@@ -287,11 +302,17 @@ def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
         alpha, eps, mu, centered = cfg["alpha"], cfg["eps"], cfg["momentum"], cfg["centered"]
         v = trace.state["square_avg"][r]
         L.append(f"  v ← α·v + (1 − α)·g²   (α={alpha:g})")
-        L += _named(layout, "v", v)
+        v0 = before("square_avg")
+        if v0 is not None and not first:
+            L += _named(layout, "v old", v0)
+        L += _named(layout, "v" if v0 is None or first else "v new", v)
         if centered:
             ga = trace.state["grad_avg"][r]
             L.append("  ḡ ← ḡ + (1 − α)·(g − ḡ);   avg = √(v − ḡ²) + ε   (centered)")
-            L += _named(layout, "ḡ", ga)
+            ga0 = before("grad_avg")
+            if ga0 is not None and not first:
+                L += _named(layout, "ḡ old", ga0)
+            L += _named(layout, "ḡ" if ga0 is None or first else "ḡ new", ga)
             avg = np.sqrt(v - ga * ga) + dt(eps)
         else:
             L.append(f"  avg = √v + ε   (ε={eps:g})")
@@ -300,7 +321,10 @@ def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
         if mu > 0:
             buf = trace.state["momentum_buffer"][r]
             L.append(f"  buf ← μ·buf + g/avg   (μ={mu:g});   p ← p − lr·buf")
-            L += _named(layout, "buf", buf)
+            b0 = before("momentum_buffer")
+            if b0 is not None and not first:
+                L += _named(layout, "buf old", b0)
+            L += _named(layout, "buf" if b0 is None or first else "buf new", buf)
             code = (p - dt(lr) * buf) - p
         else:
             L.append("  p ← p − lr·g/avg")
@@ -335,12 +359,15 @@ def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
         L += _named(layout, "m̂", mhat) + _named(layout, "v̂", vhat) + _named(layout, "√v̂+ε", den_book)
         shrink = dt(1.0 - lr * wd) if (opt == "adamw" and wd) else None
         base = p * shrink if shrink is not None else p
+        if shrink is not None:
+            L.append(f"  p·(1 − lr·wd), with 1 − lr·wd = {float(shrink):.8g}:")
+            L += _named(layout, "p decayed", base)
         book = (base - dt(lr) * mhat / den_book) - p
         step_size = dt(lr / bc1)
         bc2_sqrt = dt(np.sqrt(bc2))
         denom = np.sqrt(vv) / bc2_sqrt + dt(eps)
         L.append("  the code (PyTorch's order, for bit-for-bit parity):  "
-                 "p ← p − (lr/(1 − β1ᵗ))·m/(√v/√(1 − β2ᵗ) + ε)")
+                 f"p ← p − (lr/(1 − β1ᵗ))·m/(√{'v_max' if ams else 'v'}/√(1 − β2ᵗ) + ε)")
         L.append(f"             lr/(1 − β1ᵗ) = {float(step_size):.6g};   √(1 − β2ᵗ) = {float(bc2_sqrt):.6g}")
         L += _named(layout, "denom", denom)
         code = (base - step_size * (m / denom)) - p

@@ -51,8 +51,18 @@ def _finite_range(*curves):
 
 
 def _capped(v):
+    """The values a log axis can show: beyond LOSS_CAP (or not finite) they become gaps."""
     v = np.asarray(v, np.float64)
-    return np.where(np.isfinite(v), np.minimum(v, LOSS_CAP), np.nan)
+    return np.where(np.isfinite(v) & (v <= LOSS_CAP), v, np.nan)
+
+
+def _mark_off_scale(ax, x, v, hi, label_it=True):
+    """A triangle at the top edge where the curve first leaves the scale (above LOSS_CAP)."""
+    v = np.asarray(v, np.float64)
+    over = np.flatnonzero(np.isfinite(v) & (v > LOSS_CAP))
+    if over.size:
+        ax.plot([np.asarray(x)[over[0]]], [hi / 1.5], marker="^", color="gray", ms=7, ls="none",
+                label=f"above {LOSS_CAP:.0e} from step {int(np.asarray(x)[over[0]])}" if label_it else None)
 
 
 def loss_panel(ax, result, label=None, color=None):
@@ -74,9 +84,10 @@ def loss_panel(ax, result, label=None, color=None):
         ax.plot(epoch_steps, _capped(h["val_loss"]), "s--", label=prefix + "validation loss", **kw)
         curves.append(h["val_loss"])
     lo, hi = _finite_range(*curves)
-    if any(np.nanmax(np.where(np.isfinite(c), c, np.nan), initial=0) > LOSS_CAP for c in curves if np.size(c)):
-        ax.text(0.99, 0.98, f"values above {LOSS_CAP:.0e} drawn at {LOSS_CAP:.0e}", transform=ax.transAxes,
-                ha="right", va="top", fontsize=7, color="gray")
+    if tr is not None and len(tr):
+        _mark_off_scale(ax, np.asarray(tr.step), tr.loss, hi)
+    else:
+        _mark_off_scale(ax, epoch_steps, h["loss"], hi)
     if result.diverged:
         ax.axvline(result.diverged_at, color="red", ls="--", lw=1,
                    label=prefix + f"non-finite at step {result.diverged_at}")
@@ -107,7 +118,7 @@ def plot_result(result, ax=None, fig=None):
     gradient norm of each layer (vanishing gradients show as a fan of lines decades apart); the lr
     when it changes during the run."""
     if ax is not None:
-        loss_panel(ax, result)
+        loss_panel(ax, result, label=describe(result.config))
         return ax.figure
     plt = _plt()
     tr, h, cfg = result.trace, result.history, result.config
@@ -120,7 +131,7 @@ def plot_result(result, ax=None, fig=None):
     lrs = np.asarray(tr.lr if traced else h["lr"], np.float64)
     if lrs.size and np.nanmax(lrs) != np.nanmin(lrs):
         panels.append("lr")
-    cols = 1 if len(panels) == 1 else 2
+    cols = len(panels) if len(panels) <= 3 else (2 if len(panels) == 4 else 3)
     rows = -(-len(panels) // cols)
     if fig is None:
         fig = plt.figure(figsize=(5.5 * cols, 3.6 * rows), constrained_layout=True)
@@ -135,6 +146,7 @@ def plot_result(result, ax=None, fig=None):
             a.plot(s, _capped(tr.grad_norm), label="‖grad‖")
             a.plot(s, _capped(tr.update_norm), label="‖update‖")
             a.set_ylim(*_finite_range(tr.grad_norm, tr.update_norm))
+            _mark_off_scale(a, s, tr.grad_norm, a.get_ylim()[1] * 1.5)
             a.set(yscale="log", xlabel="step", title="gradient and update norms")
             a.legend(fontsize=8)
         elif name == "ratio":
@@ -149,9 +161,11 @@ def plot_result(result, ax=None, fig=None):
         elif name == "layers":
             s, norms = _layer_norms(result)
             for k, v in norms.items():
-                a.plot(s, _capped(v), lw=1, label=f"‖∂L/∂{k}‖")
+                a.plot(s + 1, _capped(v), lw=1, label=f"‖∂L/∂{k}‖")
             a.set_ylim(*_finite_range(*norms.values()))
-            a.set(yscale="log", xlabel="step", title="gradient norm per layer")
+            # a log step axis: the first steps, where a vanishing gradient shows before the output layer
+            # has fit the mean, get as much room as the rest
+            a.set(xscale="log", yscale="log", xlabel="step + 1", title="gradient norm per layer")
             a.legend(fontsize=7, ncol=2)
         else:
             s = np.asarray(tr.step) if traced else (np.arange(h["lr"].size)) * cfg["steps_per_epoch"]
@@ -229,10 +243,17 @@ def plot_path(result, ax=None):
     path = path[np.all(np.isfinite(path), axis=1)]
     xs = np.ravel(X)
     coef = np.polyfit(xs, y, 1)
-    # the frame: the start and the optimum, with a margin of their distance
+    # the frame: the whole path when it stays within 20x the start-optimum distance (an oscillation or a
+    # momentum spiral), else the start and the optimum with a margin (a divergence runs off it)
     core = np.vstack([path[0], coef])
     span = np.maximum(np.abs(core[1] - core[0]), 0.05 * np.maximum(np.abs(core).max(axis=0), 1e-3))
-    lo, hi = core.min(axis=0) - 1.0 * span, core.max(axis=0) + 1.0 * span
+    reach = np.abs(path - coef).max(axis=0)
+    if not result.diverged and np.all(reach <= 20 * span):
+        core = np.vstack([path, coef])
+        span = np.maximum(core.max(axis=0) - core.min(axis=0), 1e-3) * 0.15
+        lo, hi = core.min(axis=0) - span, core.max(axis=0) + span
+    else:
+        lo, hi = core.min(axis=0) - 1.0 * span, core.max(axis=0) + 1.0 * span
     W, B = np.meshgrid(np.linspace(lo[0], hi[0], 120), np.linspace(lo[1], hi[1], 120))
     R = W[..., None] * xs + B[..., None] - y
     loss, delta = result.config["loss"], result.config["delta"]
@@ -252,8 +273,8 @@ def plot_path(result, ax=None):
             room = np.where(d > 0, (hi - a) / d, np.where(d < 0, (lo - a) / d, np.inf))
         end = a + d * min(1.0, float(np.min(room)))
         ax.annotate("", xy=end, xytext=a, arrowprops=dict(arrowstyle="->", color="crimson", lw=1.5))
-        far = np.abs(path).max()
-        ax.text(0.02, 0.02, f"leaves the frame at step {first_out}; |params| reach {far:.3g}", color="crimson",
+        far = float(np.linalg.norm(path, axis=1).max())
+        ax.text(0.02, 0.02, f"leaves the frame at step {first_out}; ‖params‖ reaches {far:.3g}", color="crimson",
                 transform=ax.transAxes, fontsize=8)
     ax.plot(*path[0], "ks", label="start")
     ax.plot(*coef, "k*", ms=10, label="least squares")

@@ -105,9 +105,16 @@ class TrainResult:
         before, late = float(fin[:q3].min()), float(fin[q3:].min())
         change = (before - late) / before if before > 0 else 0.0
         if change > 0.01:
-            return "warn", f"still improving: its best loss fell {change:.1%} in the last quarter of the epochs"
-        return "ok", "converged: no better loss in the last quarter of the epochs" + (
-            f" than {before:.3g}" if change <= 0 else f" (within {change:.2%})")
+            kind, text = "warn", f"still improving: its best loss fell {change:.1%} in the last quarter of the epochs"
+        else:
+            kind, text = "ok", "converged: no better loss in the last quarter of the epochs" + (
+                f" than {before:.3g}" if change <= 0 else f" (within {change:.2%})")
+        alarms = [f.code for f in vars(self).get("findings") or () if f.severity in ("warning", "error")]
+        if alarms:  # settled is not the same as fine: the diagnosis found what holds it back
+            text = ("settled" if kind == "ok" else text.split(":")[0]) + ", but the diagnosis found: " \
+                + ", ".join(alarms)
+            kind = "warn"
+        return kind, text
 
     def save(self, path, rows=2000):
         """Write the run to ``path`` (minireg.io); ``rows``: training rows kept as a sample for the
@@ -162,7 +169,7 @@ class TrainResult:
         last = f"{loss[-1]:.6g}" if loss.size else "n/a"
         kind, text = self.outcome()
         status = (f"DIVERGED at step {self.diverged_at}" if self.diverged else
-                  "INTERRUPTED (resume=... continues it)" if self.interrupted else text.split(":")[0])
+                  "INTERRUPTED (resume=... continues it)" if self.interrupted else text.split(":")[0].split(",")[0])
         return (
             f"TrainResult({model}, loss={cfg['loss']}, optimizer={cfg['optimizer']}, lr={cfg['lr']:g}, "
             f"{_count(self.n_steps, 'step')} over {_count(loss.size, 'epoch')}, final loss {last}, {status}, "

@@ -67,7 +67,9 @@ def test_runs_overlay_on_one_axes_and_plot_compare_labels_what_differs():
             minireg.train(X, y, optimizer="adam", lr=0.05, epochs=30, batch_size=16, trace=True)]
     fig, ax = plt.subplots()
     assert runs[0].plot(ax=ax) is fig and runs[1].plot(ax=ax) is fig
-    assert len(ax.lines) >= 4 and len(fig.axes) == 1
+    assert len(ax.lines) == 2 and len(fig.axes) == 1  # one curve per run, labelled by its settings
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["sgd lr=0.1 batch_size=16",
+                                                                    "sgd lr=0.1 momentum=0.9 batch_size=16"]
     fig = minireg.plot_compare(runs)
     loss_ax, ratio_ax = fig.axes
     labels = [t.get_text() for t in ratio_ax.get_legend().get_texts()]

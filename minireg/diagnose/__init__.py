@@ -26,6 +26,13 @@ def diagnose(result, verify="auto", budget=DEFAULT_BUDGET):
     if verify not in (True, False, "auto"):
         raise ValueError(f"verify must be True, False or 'auto', got {verify!r}.")
     budget = V.real("budget", budget, low=0.0, allow_inf=True)
+    # import what the detectors use before timing them: the one-off imports (a few seconds on a first
+    # call) would otherwise make the projected re-runs look long and switch verification off
+    import scipy.optimize  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import sklearn.neighbors  # noqa: F401
     tick = time.perf_counter()
     ctx = Context(result)
     findings = []
