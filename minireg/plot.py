@@ -273,7 +273,8 @@ def plot_path(result, ax=None):
             room = np.where(d > 0, (hi - a) / d, np.where(d < 0, (lo - a) / d, np.inf))
         end = a + d * min(1.0, float(np.min(room)))
         ax.annotate("", xy=end, xytext=a, arrowprops=dict(arrowstyle="->", color="crimson", lw=1.5))
-        far = float(np.linalg.norm(path, axis=1).max())
+        with np.errstate(over="ignore"):  # a diverged path's norm may pass the float range: inf then
+            far = float(np.linalg.norm(path, axis=1).max())
         ax.text(0.02, 0.02, f"leaves the frame at step {first_out}; ‖params‖ reaches {far:.3g}", color="crimson",
                 transform=ax.transAxes, fontsize=8)
     ax.plot(*path[0], "ks", label="start")
