@@ -219,17 +219,22 @@ class Checkpointer:
         self.seconds = 0.0
         self.writes = 0
         self._last = time.perf_counter()
+        self._last_seconds, self._last_size = 0.0, 1
 
-    def due(self, epochs_done):
+    def due(self, epochs_done, size=1):
+        """Whether to write now. ``size``: how much the run holds now (trace rows), since a write
+        rewrites the whole file: the next write is predicted as the last one scaled by the growth."""
         if self.every is not None:
             return epochs_done % self.every == 0
         since = time.perf_counter() - self._last
-        return since * CHECKPOINT_SHARE >= self.seconds / max(self.writes, 1)
+        predicted = self._last_seconds * max(1.0, size / max(self._last_size, 1))
+        return since * CHECKPOINT_SHARE >= predicted
 
-    def write(self, result, epochs_done):
+    def write(self, result, epochs_done, size=1):
         tick = time.perf_counter()
         result.save(self.path)
         self._last = time.perf_counter()
-        self.seconds += self._last - tick
+        self._last_seconds, self._last_size = self._last - tick, max(size, 1)
+        self.seconds += self._last_seconds
         self.writes += 1
         self.written_epoch = epochs_done

@@ -546,9 +546,9 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                 plateau.step(float(monitored[done - 1]))
             if stopper and stopper.update(done - 1, float(monitored[done - 1]), theta):
                 break
-            if keeper is not None and e0 < total and keeper.due(done - e_first):
+            if keeper is not None and e0 < total and keeper.due(done - e_first, row + 1):
                 rng_before = shuffle_rng.bit_generator.state
-                keeper.write(snapshot(), done)
+                keeper.write(snapshot(), done, row + 1)
         if stop.requested and not interrupted and diverged_at < 0 and e0 < total and not (
                 stopper and stopper.stopped_epoch is not None):
             interrupted, offset, perm = True, 0, None  # Ctrl-C between two calls: at an epoch boundary
