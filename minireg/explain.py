@@ -277,6 +277,13 @@ def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
             return np.zeros_like(p)
         return None if prev is None else trace.state[name][prev]
 
+    def old_new(name, label):
+        """The state row's value before the step (when recorded) and after it."""
+        old = before(name)
+        shown = old is not None and not first
+        return (_named(layout, f"{label} old", old) if shown else []) + \
+            _named(layout, f"{label} new" if shown else label, trace.state[name][r])
+
     L = []
     t = int(trace.step[r]) + 1
     if opt == "sgd":
@@ -287,11 +294,8 @@ def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
                     f"buf ← μ·buf + g   (μ={mu:g})"]
             rule.append("p ← p − lr·(g + μ·buf)   (Nesterov)" if nest else "p ← p − lr·buf")
             buf = trace.state["momentum_buffer"][r]
-            b0 = before("momentum_buffer")
             L += [f"  {x}" for x in rule]
-            if b0 is not None and not first:
-                L += _named(layout, "buf old", b0)
-            L += _named(layout, "buf new", buf)
+            L += old_new("momentum_buffer", "buf")
             step_vec = g_used + dt(mu) * buf if nest else buf
         else:
             L.append("  p ← p − lr·g")
@@ -302,17 +306,11 @@ def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
         alpha, eps, mu, centered = cfg["alpha"], cfg["eps"], cfg["momentum"], cfg["centered"]
         v = trace.state["square_avg"][r]
         L.append(f"  v ← α·v + (1 − α)·g²   (α={alpha:g})")
-        v0 = before("square_avg")
-        if v0 is not None and not first:
-            L += _named(layout, "v old", v0)
-        L += _named(layout, "v" if v0 is None or first else "v new", v)
+        L += old_new("square_avg", "v")
         if centered:
             ga = trace.state["grad_avg"][r]
             L.append("  ḡ ← ḡ + (1 − α)·(g − ḡ);   avg = √(v − ḡ²) + ε   (centered)")
-            ga0 = before("grad_avg")
-            if ga0 is not None and not first:
-                L += _named(layout, "ḡ old", ga0)
-            L += _named(layout, "ḡ" if ga0 is None or first else "ḡ new", ga)
+            L += old_new("grad_avg", "ḡ")
             avg = np.sqrt(v - ga * ga) + dt(eps)
         else:
             L.append(f"  avg = √v + ε   (ε={eps:g})")
@@ -321,10 +319,7 @@ def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
         if mu > 0:
             buf = trace.state["momentum_buffer"][r]
             L.append(f"  buf ← μ·buf + g/avg   (μ={mu:g});   p ← p − lr·buf")
-            b0 = before("momentum_buffer")
-            if b0 is not None and not first:
-                L += _named(layout, "buf old", b0)
-            L += _named(layout, "buf" if b0 is None or first else "buf new", buf)
+            L += old_new("momentum_buffer", "buf")
             code = (p - dt(lr) * buf) - p
         else:
             L.append("  p ← p − lr·g/avg")
@@ -338,13 +333,7 @@ def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
         if opt == "adamw" and wd:
             L.append(f"  p ← p·(1 − lr·wd)   (decoupled weight decay, wd={wd:g}, before the moments)")
         L.append(f"  m ← β1·m + (1 − β1)·g   (β1={b1:g});   v ← β2·v + (1 − β2)·g²   (β2={b2:g})")
-        m0, v0 = before("exp_avg"), before("exp_avg_sq")
-        if m0 is not None and not first:
-            L += _named(layout, "m old", m0)
-        L += _named(layout, "m", m)
-        if v0 is not None and not first:
-            L += _named(layout, "v old", v0)
-        L += _named(layout, "v", v)
+        L += old_new("exp_avg", "m") + old_new("exp_avg_sq", "v")
         vv = v
         if ams:
             vv = trace.state["max_exp_avg_sq"][r]
