@@ -72,6 +72,14 @@ FAILURES = {
                                "outliers"),
     "contaminated 4%, adam": (lambda: _contaminated(0.04, 2), dict(optimizer="adam", lr=0.05, epochs=300),
                               "outliers"),
+    "contaminated 8%, adam": (lambda: _contaminated(0.08, 3), dict(optimizer="adam", lr=0.05, epochs=300),
+                              "outliers"),
+    "mlp adam lr=1e-5": (lambda: _curve(np.sin, -3, 3, n=300), dict(model="mlp", hidden=(32,), activation="tanh",
+                                                                   optimizer="adam", lr=1e-5, epochs=100,
+                                                                   batch_size=32), "lr_too_low"),
+    "mlp adam lr=1": (lambda: _curve(np.sin, -3, 3, n=300), dict(model="mlp", hidden=(32,), activation="tanh",
+                                                                optimizer="adam", lr=1.0, epochs=100, batch_size=32),
+                      "lr_too_high"),
     "contaminated 2%, sgd batch 32": (lambda: _contaminated(0.02, 5),
                                       dict(optimizer="sgd", lr=0.1, batch_size=32, epochs=100), "outliers"),
     "noise-free line, one outlier": (_noise_free_outlier, dict(optimizer="adam", lr=0.05, epochs=1000), "outliers"),
@@ -128,6 +136,12 @@ def test_top_finding_is_the_cause_and_its_verified_fix_repairs_the_run(name):
 
 
 # ---- healthy runs: no warning, and no lr_too_high at any severity
+def _t_noise():
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(300, 2))
+    return X, X @ np.array([1.0, 0.5]) + 0.1 * rng.standard_t(3, size=300)
+
+
 def _heavy_tailed():
     rng = np.random.default_rng(11)
     X = rng.standard_t(2, size=(300, 2))  # far rows that lie on the same plane: good leverage
@@ -150,6 +164,7 @@ def _healthy():
         "adamw": (X3, y3, dict(optimizer="adamw", lr=0.01, epochs=200, batch_size=32)),
         "huber on contaminated data": (Xc, yc, dict(optimizer="adam", lr=0.05, epochs=300, loss="huber")),
         "mae on contaminated data": (Xc, yc, dict(optimizer="adam", lr=0.05, epochs=300, loss="mae")),
+        "student-t noise": (*_t_noise(), dict(optimizer="adam", lr=0.01, epochs=300, batch_size=32)),
         "heavy-tailed features, consistent targets": (*_heavy_tailed(), dict(optimizer="adam", lr=0.01, epochs=300,
                                                                               batch_size=32)),
         "sgd batch 8": (X3, y3, dict(optimizer="sgd", lr=0.1, batch_size=8, epochs=30)),

@@ -482,8 +482,10 @@ def lr_too_low(ctx):
         if not limited:
             return []
         whole = float(np.max(np.abs(fit[1] - theta0))) if fit is not None else None
-        fixes = _lr_candidates(([10 * whole / steps] if whole else []) + [10 * lr, 100 * lr], lr)
-        fixes = [f for f in fixes if f["lr"] > lr]
+        # the lr that covers the distance in a tenth of the run, else larger lrs up to Adam's usual range
+        ladder = sorted({10 * lr, 100 * lr, 1000 * lr, 1e-3, 1e-2} - {lr})
+        fixes = _lr_candidates(([10 * whole / steps] if whole else []) + [v for v in ladder if v > lr], lr)
+        fixes = [f for f in fixes if f["lr"] > lr][:5]
         why = (f"{cfg['optimizer']} moves each parameter by at most about lr={lr:g} per step, and in {steps} steps "
                f"the parameters moved up to {travel:.3g} of the {lr * steps:.3g} that allows")
         if need is not None:
@@ -672,7 +674,10 @@ def _outliers(res, per_loss, loss, used, per_grad, zres=None, floor=0.0, lr=None
     z = np.abs(zres - med) / mad
     if not (np.all(np.isfinite(per_loss)) and np.all(np.isfinite(per_grad))):
         return []  # a diverged fit: its residuals say nothing about the data
-    k = max(1, int(round(0.01 * res.size)))
+    # the rows judged: the top 1% by loss, or every row beyond the z threshold when they are more (up to
+    # 10% of the rows: a contamination of a few % is still outliers, not the noise's own shape)
+    n_far = int(np.sum(z >= OUTLIER_Z))
+    k = max(1, int(round(0.01 * res.size)), n_far if n_far <= 0.1 * res.size else 0)
     top = np.argsort(per_loss)[::-1][:k]
     loss_share = float(per_loss[top].sum() / per_loss.sum()) if per_loss.sum() > 0 else 0.0
     grad_share = float(per_grad[top].sum() / per_grad.sum()) if per_grad.sum() > 0 else 0.0
