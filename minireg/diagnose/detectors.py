@@ -186,10 +186,18 @@ class Context:
         """(loss, flat parameters) of the linear model's own optimum for this loss on the rows
         trained on: least squares for MSE, the exact Huber minimizer for Huber; None otherwise."""
         def make():
-            if not self.has_data or self.cfg["model"] != "linear" or self.cfg["loss"] == "mae":
+            cfg = self.cfg
+            if not self.has_data or cfg["model"] != "linear" or cfg["loss"] == "mae":
                 return None
+            wd = float(cfg.get("weight_decay") or 0.0)
+            if cfg.get("l1") or (wd and (cfg["optimizer"] == "adamw" or cfg["loss"] != "mse")):
+                return None  # where the penalty moves the run's fixed point off any closed form
             X, y = self.sample()
             Xt = np.column_stack([X, np.ones(X.shape[0])])
+            if wd:  # coupled weight decay: the gradient of mean(r²) + (wd/2)·‖θ‖², a ridge solution
+                n = X.shape[0]
+                coef = np.linalg.solve(2.0 / n * Xt.T @ Xt + wd * np.eye(Xt.shape[1]), 2.0 / n * Xt.T @ y)
+                return float(np.mean((Xt @ coef - y) ** 2)), coef
             coef = np.linalg.lstsq(Xt, y, rcond=None)[0]
             if self.cfg["loss"] == "huber":
                 from scipy.optimize import minimize
