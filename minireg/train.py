@@ -97,6 +97,15 @@ def _user_stacklevel():
     return level
 
 
+def _differs(a, b):
+    """Whether a resumed run's argument differs from its previous run's setting (arrays, such as
+    step_lrs or validation data, count as changed)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) or isinstance(a, (tuple, list)) and any(
+            isinstance(v, np.ndarray) for v in a):
+        return True
+    return a != b
+
+
 def _records_given(fn):
     """Tells ``fn`` which keyword arguments its caller gave, so that a resumed run keeps every
     setting of its previous run except those given again."""
@@ -210,7 +219,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                              "it on the same columns.")
         merged = resume_arguments(prev, call, given)
         changed = {k: merged[k] for k in given if k not in ("resume", "epochs", "checkpoint", "checkpoint_every",
-                                                              "progress") and merged[k] != prev.config.get(k)}
+                                                              "progress") and _differs(merged[k], prev.config.get(k))}
         result = train(X, y, **merged, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                        _previous=(prev, changed))
         return result

@@ -281,3 +281,16 @@ def test_warnings_point_at_the_callers_line(tmp_path):
     with pytest.warns(minireg.DivergenceWarning) as rec:
         minireg.train(X, y, resume=r, epochs=300, lr=100.0)
     assert rec[0].filename == __file__
+
+
+def test_resume_with_step_lrs_and_given_validation_arrays():
+    X, y = _data()
+    lrs = np.geomspace(0.1, 0.001, 50)
+    Xv, yv = _data(n=9, seed=4)
+    kw = dict(optimizer="sgd", momentum=0.5, batch_size=4, trace=True, validation=(Xv, yv))
+    whole = minireg.train(X, y, epochs=5, step_lrs=lrs, **kw)
+    first = minireg.train(X, y, epochs=3, step_lrs=lrs[:30], **kw)
+    rest = minireg.train(X, y, resume=first, epochs=2, step_lrs=lrs[30:], validation=(Xv, yv))
+    assert_same_run(rest, whole)
+    with pytest.raises(ValueError, match="give step_lrs= again"):
+        minireg.train(X, y, resume=first, epochs=2)
