@@ -388,6 +388,35 @@ def _print_table(rows, file=None):
         print(f"  {k:<{width}}  {v}", file=file)
 
 
+_FLAGS = ("model", "hidden", "activation", "loss", "delta", "optimizer", "lr", "epochs", "seed", "validation",
+          "early_stopping", "dtype", "standardize", "batch_size")
+
+
+def cli_flags(fix):
+    """A fix as `minireg train` options (``--lr 0.38 --opt momentum=0.9``); None when it holds what
+    the command line cannot say (arrays)."""
+    parts = []
+    for key, v in fix.items():
+        flag = "--" + key.replace("_", "-")
+        if key == "shuffle":
+            parts.append("(without --no-shuffle)" if v else "--no-shuffle")
+        elif isinstance(v, dict):
+            return None
+        elif key == "hidden":
+            parts.append(f"--hidden {','.join(str(h) for h in v)}")
+        elif key == "batch_size":
+            parts.append(f"--batch-size {'full' if v is None else v}")
+        elif key == "standardize":
+            parts.append(f"--standardize {v or 'none'}")
+        elif key in _FLAGS:
+            parts.append(f"{flag} {v}")
+        elif isinstance(v, tuple):
+            parts.append(f"--opt {key}={','.join(str(x) for x in v)}")
+        else:
+            parts.append(f"--opt {key}={v}")
+    return " ".join(parts)
+
+
 def _print_findings(findings, header="Diagnosis"):
     if not findings:
         print(f"{header}: no problems found.")
@@ -395,6 +424,9 @@ def _print_findings(findings, header="Diagnosis"):
     print(f"{header}: {len(findings)} finding(s), most severe first")
     for f in findings:
         print("  " + str(f).replace("\n", "\n  "))
+        flags = cli_flags(f.fix) if f.fix else None
+        if flags:
+            print(f"    on the command line: minireg train ... {flags}")
 
 
 class _Warnings:

@@ -271,3 +271,21 @@ def test_bench_says_why_there_is_no_cuda(capsys, monkeypatch):
     code, out, _ = run(capsys, "bench", "--quick")
     ok, why = cli._cuda_available()
     assert code == 0 and (ok or f"cuda: not measured: {why}." in out)
+
+
+def test_a_printed_fix_pastes_onto_the_command_line(capsys, tmp_path):
+    import re
+    X, y = datasets.linear_1d()
+    np.savez(tmp_path / "line.npz", X=X, y=y)
+    code, out, err = run(capsys, "train", tmp_path / "line.npz", "--lr", "10", "--epochs", "50", "--no-progress")
+    assert code == 0, err
+    flags = re.search(r"on the command line: minireg train \.\.\. (.*)\n", out).group(1)
+    assert flags.startswith("--lr ")
+    code, out, err = run(capsys, "train", tmp_path / "line.npz", "--epochs", "50", "--no-progress", *flags.split())
+    assert code == 0 and "no problems found" in out, out
+    from minireg.cli import cli_flags
+    assert cli_flags({"winsorize": (0.01, 0.99), "loss": "huber", "delta": 0.14}) == \
+        "--opt winsorize=0.01,0.99 --loss huber --delta 0.14"
+    code, out, err = run(capsys, "train", tmp_path / "line.npz", "--epochs", "5", "--no-progress",
+                         *cli_flags({"winsorize": (0.01, 0.99), "hidden": (4, 3)}).split())
+    assert code == 0, err
