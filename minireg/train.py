@@ -97,6 +97,11 @@ def _user_stacklevel():
     return level
 
 
+def _steps(n, bs, offset, epochs, steps_per_epoch):
+    """Steps of ``epochs`` epochs whose first starts at row ``offset`` (a resumed, part-done epoch)."""
+    return -(-(n - offset) // bs) + (epochs - 1) * steps_per_epoch
+
+
 def _differs(a, b):
     """Whether a resumed run's argument differs from its previous run's setting (arrays, such as
     step_lrs or validation data, count as changed)."""
@@ -343,7 +348,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     if first_offset >= n:
         raise ValueError(f"the run being resumed stopped at row {first_offset} of an epoch, but X has {n} training "
                          "rows: resume it on the data it was trained on.")
-    total_steps = epochs * steps_per_epoch - (steps_per_epoch - -(-(n - first_offset) // bs) if first_offset else 0)
+    total_steps = _steps(n, bs, first_offset, epochs, steps_per_epoch)
     if step_lrs is not None and step_lrs.size != total_steps:
         raise ValueError(
             f"step_lrs has {step_lrs.size} entries but the run takes {total_steps} steps "
@@ -492,8 +497,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                     order[k] = perm if (k == 0 and perm is not None) else shuffle_rng.permutation(n)
             else:
                 order = work[6][:n].reshape(1, n)
-            first_steps = -(-(n - offset) // bs)  # the steps of this call's first epoch
-            steps = first_steps + (ne - 1) * steps_per_epoch
+            first_steps = _steps(n, bs, offset, 1, steps_per_epoch)  # the steps of this call's first epoch
+            steps = _steps(n, bs, offset, ne, steps_per_epoch)
             if step_lrs is not None:
                 lrs = step_lrs[lrs_from:lrs_from + steps]
                 lr_history[e0:e0 + ne] = np.concatenate([[lrs[0]], lrs[first_steps::steps_per_epoch]])[:ne]

@@ -357,14 +357,14 @@ def lr_too_high(ctx):
             # below the bound a rise is momentum's overshoot or minibatch noise; unless it lasts, no finding
             if recovered:
                 return []
+            fixes = _lr_candidates([lr / 3, lr / 10, lr / 30], lr)
             why = (f"with batches of {cfg['effective_batch_size']} rows each step sees a sharper, noisier "
                    "curvature than the full batch's" if cfg["effective_batch_size"] < cfg["n_samples"] else
                    "the curvature grew along the way (the bound is taken where the run started)")
             return [Finding("lr_too_high", "warning",
                             f"the loss rose ×{_growth(fin):.3g} above its running minimum and did not come back, "
                             f"although lr={lr:g} is below the stability bound {b.lr_max:.3g}: {why}.", first, ev,
-                            _lr_candidates([lr / 3, lr / 10, lr / 30], lr)[0],
-                            alternatives=_lr_candidates([lr / 3, lr / 10, lr / 30], lr)[1:])]
+                            fixes[0], alternatives=fixes[1:])]
         fixes = _below_bound(b, lr)
         if b.lr_max_standardized is not None and b.lr_max_standardized > 10 * b.lr_max and cfg["standardize"] is None:
             # the bound is small because the features' scales differ: standardizing lifts it

@@ -45,6 +45,7 @@ class Verifier:
         self.result = result
         self.inputs = result.inputs
         self._runs = {}
+        self._noise = {}
         self.seconds = 0.0
 
     @staticmethod
@@ -108,8 +109,8 @@ class Verifier:
 
     def noise(self, Xtr, ytr, Xv, yv):
         """The MSE no fix is expected to beat on these rows (see the module docstring); cached."""
-        key = ("noise", Xv is not None)
-        if key not in self._runs:
+        key = Xv is not None
+        if key not in self._noise:
             from sklearn.model_selection import cross_val_predict
             from sklearn.neighbors import KNeighborsRegressor
             from ..controls import Scaler
@@ -126,8 +127,8 @@ class Verifier:
                 B = sc.transform(Xv, np.float64)
                 levels = [np.mean((np.column_stack([B, np.ones(B.shape[0])]) @ coef - yv) ** 2),
                           np.mean((KNeighborsRegressor(k).fit(A, ytr).predict(B) - yv) ** 2)]
-            self._runs[key] = float(min(levels))
-        return self._runs[key]
+            self._noise[key] = float(min(levels))
+        return self._noise[key]
 
 
 def _improved(before, after):
