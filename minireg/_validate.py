@@ -13,22 +13,17 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import optim
+
 MODELS = ("linear", "mlp")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
 LOSSES = ("mse", "huber", "mae")
-OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
+OPTIMIZERS = optim.NAMES
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda")
 INITS = ("torch", "keras", "zeros")
 
-# PyTorch names and PyTorch defaults (torch.optim), beta1/beta2 for Adam's betas.
-OPTIMIZER_DEFAULTS = {
-    "sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
-    "rmsprop": {"alpha": 0.99, "eps": 1e-8, "centered": False, "momentum": 0.0, "weight_decay": 0.0},
-    "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},
-    "adamw": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False},
-}
-_BOOL_HPARAMS = ("nesterov", "centered", "amsgrad")
+OPTIMIZER_DEFAULTS = optim.DEFAULTS  # PyTorch names and defaults, beta1/beta2 for Adam's betas
 
 
 def _suggest(value, allowed):
@@ -399,32 +394,24 @@ def hidden_sizes(hidden):
 
 
 def optimizer_hparams(optimizer, given):
-    defaults = OPTIMIZER_DEFAULTS[optimizer]
+    """The optimizer's defaults updated with ``given`` (a dict), each value checked against its module's
+    LIMITS (minireg/optim/), then the module's own checks across hyperparameters."""
+    defaults = optim.DEFAULTS[optimizer]
+    limits = optim.BY_NAME[optimizer].LIMITS
     out = dict(defaults)
     for key, value in given.items():
         if key not in defaults:
-            every = sorted({k for d in OPTIMIZER_DEFAULTS.values() for k in d})
-            known = ", ".join(sorted(defaults))
-            where = (
-                f" ({key!r} belongs to another optimizer)" if key in every else _suggest(key, sorted(defaults))
-            )
-            raise TypeError(
-                f"train() got an unexpected argument {key!r} for optimizer={optimizer!r}; "
-                f"its hyperparameters are: {known}.{where}"
-            )
-        if key in _BOOL_HPARAMS:
+            every = sorted({k for d in optim.DEFAULTS.values() for k in d})
+            where = f" ({key!r} belongs to another optimizer)" if key in every else _suggest(key, sorted(defaults))
+            raise TypeError(f"train() got an unexpected argument {key!r} for optimizer={optimizer!r}; "
+                            f"its hyperparameters are: {', '.join(sorted(defaults))}.{where}")
+        limit = limits[key]
+        if limit is bool:
             out[key] = flag(key, value)
-        elif key in ("beta1", "beta2"):
-            out[key] = real(key, value, low=0.0, high=1.0, high_open=True)
-        elif key == "alpha":
-            out[key] = real(key, value, low=0.0, high=1.0)
-        else:  # momentum, dampening, weight_decay, eps
-            out[key] = real(key, value, low=0.0)
-    if optimizer == "sgd" and out["nesterov"] and (out["momentum"] <= 0 or out["dampening"] != 0):
-        raise ValueError(
-            f"nesterov=True needs momentum > 0 and dampening == 0 (as torch.optim.SGD); "
-            f"got momentum={out['momentum']}, dampening={out['dampening']}."
-        )
+        else:
+            out[key] = real(key, value, low=limit.low, high=limit.high, low_open=limit.low_open,
+                            high_open=limit.high_open)
+    optim.hyper(optimizer, out)  # raises for what the module refuses (SGD's Nesterov without momentum)
     return out
 
 

@@ -21,6 +21,8 @@ import warnings
 
 import numpy as np
 
+from . import optim
+
 PROG = "minireg"
 DATA_TYPES = (".csv", ".npz", ".npy", ".parquet", ".pq")
 
@@ -789,7 +791,7 @@ def build_parser():
     t.add_argument("--activation", choices=("relu", "tanh", "sigmoid", "identity"))
     t.add_argument("--loss", choices=("mse", "huber", "mae"))
     t.add_argument("--delta", type=_float, help="the Huber loss' delta")
-    t.add_argument("--optimizer", choices=("sgd", "rmsprop", "adam", "adamw"))
+    t.add_argument("--optimizer", choices=optim.NAMES)
     t.add_argument("--lr", type=_float, help="learning rate")
     t.add_argument("--epochs", type=_positive_int)
     t.add_argument("--batch-size", type=_batch_size, default=argparse.SUPPRESS,

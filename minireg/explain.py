@@ -17,6 +17,8 @@ import html
 
 import numpy as np
 
+from . import optim
+
 
 def _fmt(a):
     """5 significant digits everywhere (small values keep theirs); a matrix prints row by row,
@@ -47,19 +49,6 @@ def _dact(name, a):
     if name == "sigmoid":
         return a * (1.0 - a)
     return np.ones_like(a)
-
-
-def _powi(x, n):
-    """x**n for an integer n as numba's compiled code computes it (squaring, not C's pow), so that
-    Adam's bias corrections here equal the kernel's to the last bit."""
-    r = 1.0
-    while True:
-        if n & 1:
-            r *= x
-        n >>= 1
-        if not n:
-            return r
-        x *= x
 
 
 _ACT_TEXT = {"relu": "max(z, 0)", "tanh": "tanh(z)", "sigmoid": "1/(1+e^−z)", "identity": "z"}
@@ -256,111 +245,54 @@ def _named(layout, label, v):
     return [f"    {label:<7} {name:<4} {_fmt(named[name])}" for name in layout.names]
 
 
+class StepView:
+    """One recorded step as an optimizer module's ``explain`` reads it (minireg/optim/): its numbers
+    (``p`` before the step, ``g`` as the optimizer used it, ``lr``, the 1-based step ``t``, the run
+    dtype's scalar type ``dt``, the configuration ``cfg``), the state rows before and after, and
+    helpers that print named, layer-shaped rows. ``values`` collects what the Explanation returns."""
+
+    def __init__(self, trace, r, cfg, lr, g_used, dtype, values):
+        self.layout, self.cfg, self.lr, self.values = trace.layout, cfg, lr, values
+        self.hyper = optim.hyper(cfg["optimizer"], {k: cfg[k] for k in optim.DEFAULTS[cfg["optimizer"]]})
+        self.p, self.g = trace.params[r], g_used
+        self.t = int(trace.step[r]) + 1
+        self.first = self.t == 1
+        self.dt = np.dtype(dtype).type
+        # the step's scalars exactly as the kernel computed them (the same compiled function)
+        self.scalars = optim.BY_NAME[cfg["optimizer"]].step_scalars(self.hyper, float(lr), self.t)
+        self._trace, self._r = trace, r
+        self._prev = r - 1 if r > 0 and int(trace.step[r - 1]) == int(trace.step[r]) - 1 else None
+
+    def state(self, name):
+        """The state row after the step."""
+        return self._trace.state[name][self._r]
+
+    def before(self, name):
+        """The state row before the step (zeros on the first step), or None when not recorded."""
+        if self.first:
+            return np.zeros_like(self.p)
+        return None if self._prev is None else self._trace.state[name][self._prev]
+
+    def named(self, label, v):
+        return _named(self.layout, label, v)
+
+    def old_new(self, name, label):
+        """Lines showing the state row before the step (when recorded) and after it."""
+        old = self.before(name)
+        shown = old is not None and not self.first
+        return (self.named(f"{label} old", old) if shown else []) + \
+            self.named(f"{label} new" if shown else label, self.state(name))
+
+
 def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
-    """(lines, the update as the code computes it, the update in textbook order) for trace row r."""
-    layout = trace.layout
+    """(lines, the update as the code computes it, the update in textbook order) for trace row r, from
+    the optimizer's own module."""
     opt = cfg["optimizer"]
-    p = trace.params[r]
     g = trace.grad[r]
-    dt = np.dtype(dtype).type
     coupled = wd != 0 and opt != "adamw"
     if coef != 1.0 or clip_value:
         # the optimizer used clip(g_raw) + wd·p; the trace keeps g_raw + wd·p
-        g_used = _clipped_gradient(g, theta, wd if coupled else 0.0, coef, clip_value, dtype)
-    else:
-        g_used = g
-    prev = r - 1 if r > 0 and int(trace.step[r - 1]) == int(trace.step[r]) - 1 else None
-    first = int(trace.step[r]) == 0
-
-    def before(name):
-        if first:
-            return np.zeros_like(p)
-        return None if prev is None else trace.state[name][prev]
-
-    def old_new(name, label):
-        """The state row's value before the step (when recorded) and after it."""
-        old = before(name)
-        shown = old is not None and not first
-        return (_named(layout, f"{label} old", old) if shown else []) + \
-            _named(layout, f"{label} new" if shown else label, trace.state[name][r])
-
-    L = []
-    t = int(trace.step[r]) + 1
-    if opt == "sgd":
-        mu, nest, damp = cfg["momentum"], cfg["nesterov"], cfg["dampening"]
-        if mu:
-            rule = ["buf ← g  (first step)" if first else
-                    f"buf ← μ·buf + (1 − τ)·g   (μ={mu:g}, dampening τ={damp:g})" if damp else
-                    f"buf ← μ·buf + g   (μ={mu:g})"]
-            rule.append("p ← p − lr·(g + μ·buf)   (Nesterov)" if nest else "p ← p − lr·buf")
-            buf = trace.state["momentum_buffer"][r]
-            L += [f"  {x}" for x in rule]
-            L += old_new("momentum_buffer", "buf")
-            step_vec = g_used + dt(mu) * buf if nest else buf
-        else:
-            L.append("  p ← p − lr·g")
-            step_vec = g_used
-        code = (p - dt(lr) * step_vec) - p
-        book = code
-    elif opt == "rmsprop":
-        alpha, eps, mu, centered = cfg["alpha"], cfg["eps"], cfg["momentum"], cfg["centered"]
-        v = trace.state["square_avg"][r]
-        L.append(f"  v ← α·v + (1 − α)·g²   (α={alpha:g})")
-        L += old_new("square_avg", "v")
-        if centered:
-            ga = trace.state["grad_avg"][r]
-            L.append("  ḡ ← ḡ + (1 − α)·(g − ḡ);   avg = √(v − ḡ²) + ε   (centered)")
-            L += old_new("grad_avg", "ḡ")
-            avg = np.sqrt(v - ga * ga) + dt(eps)
-        else:
-            L.append(f"  avg = √v + ε   (ε={eps:g})")
-            avg = np.sqrt(v) + dt(eps)
-        L += _named(layout, "avg", avg)
-        if mu > 0:
-            buf = trace.state["momentum_buffer"][r]
-            L.append(f"  buf ← μ·buf + g/avg   (μ={mu:g});   p ← p − lr·buf")
-            L += old_new("momentum_buffer", "buf")
-            code = (p - dt(lr) * buf) - p
-        else:
-            L.append("  p ← p − lr·g/avg")
-            code = (p - dt(lr) * (g_used / avg)) - p
-        book = code
-    else:
-        b1, b2, eps, ams = cfg["beta1"], cfg["beta2"], cfg["eps"], cfg["amsgrad"]
-        m = trace.state["exp_avg"][r]
-        v = trace.state["exp_avg_sq"][r]
-        bc1, bc2 = 1.0 - _powi(b1, t), 1.0 - _powi(b2, t)
-        if opt == "adamw" and wd:
-            L.append(f"  p ← p·(1 − lr·wd)   (decoupled weight decay, wd={wd:g}, before the moments)")
-        L.append(f"  m ← β1·m + (1 − β1)·g   (β1={b1:g});   v ← β2·v + (1 − β2)·g²   (β2={b2:g})")
-        L += old_new("exp_avg", "m") + old_new("exp_avg_sq", "v")
-        vv = v
-        if ams:
-            vv = trace.state["max_exp_avg_sq"][r]
-            L.append("  v_max ← max(v_max, v)   (AMSGrad: the denominator uses v_max)")
-            L += _named(layout, "v_max", vv)
-        L.append(f"  t = {t};   1 − β1ᵗ = {bc1:.6g};   1 − β2ᵗ = {bc2:.6g}")
-        mhat = m / dt(bc1)
-        vhat = vv / dt(bc2)
-        den_book = np.sqrt(vhat) + dt(eps)
-        L.append(f"  textbook:  m̂ = m/(1 − β1ᵗ),  v̂ = {'v_max' if ams else 'v'}/(1 − β2ᵗ),  "
-                 f"p ← p − lr·m̂/(√v̂ + ε)   (ε={eps:g})")
-        L += _named(layout, "m̂", mhat) + _named(layout, "v̂", vhat) + _named(layout, "√v̂+ε", den_book)
-        shrink = dt(1.0 - lr * wd) if (opt == "adamw" and wd) else None
-        base = p * shrink if shrink is not None else p
-        if shrink is not None:
-            L.append(f"  p·(1 − lr·wd), with 1 − lr·wd = {float(shrink):.8g}:")
-            L += _named(layout, "p decayed", base)
-        book = (base - dt(lr) * mhat / den_book) - p
-        step_size = dt(lr / bc1)
-        bc2_sqrt = dt(np.sqrt(bc2))
-        denom = np.sqrt(vv) / bc2_sqrt + dt(eps)
-        L.append("  the code (PyTorch's order, for bit-for-bit parity):  "
-                 f"p ← p − (lr/(1 − β1ᵗ))·m/(√{'v_max' if ams else 'v'}/√(1 − β2ᵗ) + ε)")
-        L.append(f"             lr/(1 − β1ᵗ) = {float(step_size):.6g};   √(1 − β2ᵗ) = {float(bc2_sqrt):.6g}")
-        L += _named(layout, "denom", denom)
-        code = (base - step_size * (m / denom)) - p
-        values.update(t=t, bias_correction1=bc1, bias_correction2=bc2, m=m, v=v, m_hat=mhat, v_hat=vhat,
-                      denominator=denom)
+        g = _clipped_gradient(g, theta, wd if coupled else 0.0, coef, clip_value, dtype)
+    L, code, book = optim.BY_NAME[opt].explain(StepView(trace, r, cfg, lr, g, dtype, values))
     L.insert(0, f"  lr = {lr:.6g}" + (f";  weight decay wd={wd:g} (coupled: added to g above)" if coupled else ""))
     return L, np.asarray(code, dtype), np.asarray(book, dtype)

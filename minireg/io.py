@@ -471,7 +471,8 @@ def _build(fh, meta):
             names = [m[len("continuation."):] for m in manifest if m.startswith("continuation.")]
             arrays = {name: get(f"continuation.{name}") for name in names}
             _need({"theta", "state", "history", "lr_history"} <= set(arrays)
-                  and arrays["theta"].shape == (layout.size,) and arrays["state"].shape == (3, layout.size),
+                  and arrays["theta"].shape == (layout.size,) and arrays["state"].ndim == 2
+                  and arrays["state"].shape[1] == layout.size,
                   "bad continuation arrays")
             cont = Continuation.from_saved(_decode(meta["continuation"]), arrays)
 

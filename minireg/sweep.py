@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from . import _validate as V
+from . import _validate as V, optim
 
 __all__ = ["sweep", "SweepResult"]
 
@@ -121,7 +121,6 @@ def _precheck(params):
 def _run_bytes(params, n_all, d, hparams):
     """Bytes a kept run holds beyond its parameters: its trace (as train() sizes it) and its copy of
     the data (as trained on, in the run's dtype)."""
-    from .train import _state_rows
     from .kernels.loop import N_SCALAR_COLS
     item = np.dtype(params.get("dtype", "float64") if isinstance(params.get("dtype", "float64"), str)
                     else params["dtype"]).itemsize
@@ -139,7 +138,7 @@ def _run_bytes(params, n_all, d, hparams):
     steps = int(params.get("epochs", 100)) * -(-n // bs)
     every = int(params.get("trace_every", 1))
     rows = -(-steps // every) + 1
-    S = len(_state_rows(params.get("optimizer", "sgd").lower(), hparams))
+    S = len(optim.state_rows(params.get("optimizer", "sgd").lower(), hparams))
     per_row = 16 + N_SCALAR_COLS * item + ((3 + S) * P * item if trace is True else 0)
     return rows * per_row, data
 

@@ -12,7 +12,8 @@ import numpy as np
 from . import _validate as V
 from ._prefault import Prefault
 from .controls import EarlyStopping, Plateau, Scaler, epoch_lrs, split_validation
-from .kernels import activations, losses, optimizers as O
+from . import optim
+from .kernels import activations, losses
 from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, COL_GRAD_NORM, COL_PARAM_NORM, \
     COL_UPDATE_NORM, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF, train_epochs
 from .layout import Layout, init_params
@@ -67,20 +68,20 @@ class InterruptedWarning(RuntimeWarning):
     """Training stopped on Ctrl-C; the result holds the run so far (``result.interrupted``)."""
 
 
-_compiled = set()  # the run dtypes this process has train_epochs for
+_compiled = set()  # the (run dtype, optimizer) pairs this process has train_epochs for
 
 
-def _compile_for(dispatcher, args, dtype):
+def _compile_for(dispatcher, args, key):
     """Compile the kernel for these arguments' types, or load it from numba's disk cache, unless this
     process has it already; the seconds that took (kept out of TrainResult.seconds). The argument
-    types differ only with the run's dtype, so that is what is remembered (typing every argument
-    again would cost a small run more than its training)."""
-    if dtype in _compiled:
+    types differ only with the run's dtype and optimizer (``key``), so that is what is remembered
+    (typing every argument again would cost a small run more than its training)."""
+    if key in _compiled:
         return 0.0
     from numba import typeof
     tick = time.perf_counter()
     dispatcher.compile(tuple(typeof(a) for a in args))
-    _compiled.add(dtype)
+    _compiled.add(key)
     return time.perf_counter() - tick
 
 
@@ -122,45 +123,6 @@ def _records_given(fn):
         finally:
             _given.reset(token)
     return wrapper
-
-
-def _optimizer_vector(optimizer, lr, h):
-    hp = np.zeros(O.N_HPARAMS, np.float64)
-    hp[O.LR] = lr
-    hp[O.WEIGHT_DECAY] = h["weight_decay"]
-    hp[O.MOMENTUM] = h.get("momentum", 0.0)
-    hp[O.DAMPENING] = h.get("dampening", 0.0)
-    hp[O.NESTEROV] = h.get("nesterov", False)
-    hp[O.ALPHA] = h.get("alpha", 0.0)
-    hp[O.EPS] = h.get("eps", 0.0)
-    hp[O.CENTERED] = h.get("centered", False)
-    hp[O.BETA1] = h.get("beta1", 0.0)
-    hp[O.BETA2] = h.get("beta2", 0.0)
-    hp[O.AMSGRAD] = h.get("amsgrad", False)
-    hp[O.DECOUPLED] = optimizer == "adamw"
-    hp[O.ONE_MINUS_DAMPENING] = 1.0 - hp[O.DAMPENING]
-    hp[O.ONE_MINUS_ALPHA] = 1.0 - hp[O.ALPHA]
-    hp[O.ONE_MINUS_BETA1] = 1.0 - hp[O.BETA1]
-    hp[O.ONE_MINUS_BETA2] = 1.0 - hp[O.BETA2]
-    code = {"sgd": O.SGD, "rmsprop": O.RMSPROP, "adam": O.ADAM, "adamw": O.ADAM}[optimizer]
-    return code, hp
-
-
-def _state_rows(optimizer, h):
-    """The optimizer-state rows this configuration actually uses (name, row in the kernel's state)."""
-    if optimizer == "sgd":
-        return [("momentum_buffer", 0)] if h["momentum"] != 0 else []
-    if optimizer == "rmsprop":
-        rows = [("square_avg", 0)]
-        if h["centered"]:
-            rows.append(("grad_avg", 1))
-        if h["momentum"] > 0:
-            rows.append(("momentum_buffer", 2))
-        return rows
-    rows = [("exp_avg", 0), ("exp_avg_sq", 1)]
-    if h["amsgrad"]:
-        rows.append(("max_exp_avg_sq", 2))
-    return rows
 
 
 def _interactive():
@@ -319,7 +281,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         n=n_all, d=d, n_val=validation[0].shape[0] if isinstance(validation, tuple) else 0,
         sizes=(d, *hidden, 1), batch_size=batch_size, epochs=epochs, itemsize=np.dtype(dtype).itemsize,
         trace=trace, trace_every=trace_every, trace_budget=trace_budget,
-        n_state=len(_state_rows(optimizer, hparams))))
+        n_state=len(optim.state_rows(optimizer, hparams))))
     layout = Layout((d, *hidden, 1))
     init = V.init_spec(init, layout, model, dtype)
 
@@ -353,7 +315,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         raise ValueError(
             f"step_lrs has {step_lrs.size} entries but the run takes {total_steps} steps "
             f"({epochs} epochs x {steps_per_epoch} steps); give one lr per step.")
-    state_rows = _state_rows(optimizer, hparams)
+    state_rows = optim.state_rows(optimizer, hparams)
     P = layout.size
     item = np.dtype(dtype).itemsize
     n_rows = (-(-total_steps // trace_every) + 1) if trace is not False else 0
@@ -379,14 +341,17 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     sizes, woff, boff, aoff, nacts = layout.kernel_arrays(bs)
     act_code = activations.CODES[activation or "identity"]
     model_arrays = (sizes, woff, boff, aoff, act_code)
-    opt_code, hp = _optimizer_vector(optimizer, lr, hparams)
-    opt = (opt_code, hp, hp.astype(dtype))
+    opt = optim.hyper(optimizer, hparams)
     cd = np.zeros(3, dtype)
     cd[CD_L1], cd[CD_CLIP_NORM], cd[CD_CLIP_VALUE] = l1, clip_grad_norm or 0.0, clip_grad_value or 0.0
     l1_end = layout.slices["W1"].stop if l1 > 0 else 0
     power = sched["power_t"] if schedule == "invscaling" else 0.0
     c = np.array([0.0, 0.5, 1.0, 2.0, delta, 1e-6], dtype)
-    state = np.array(cont.state, dtype, copy=True) if cont is not None else np.zeros((3, P), dtype)
+    if cont is not None:
+        state = np.array(cont.state[:optim.n_state(optimizer)], dtype, copy=True)
+    else:
+        state = np.zeros((optim.n_state(optimizer), P), dtype)
+        optim.BY_NAME[optimizer].initial_state(opt, state)
     work = (np.zeros(nacts, dtype), np.zeros(nacts, dtype), np.zeros(P, dtype), np.zeros(P, dtype),
             np.zeros(P, dtype), np.zeros(4, dtype), np.arange(max(n, Xv.shape[0]), dtype=np.int64),
             np.zeros(max(a * b for a, b in itertools.pairwise(layout.sizes)), dtype))
@@ -512,7 +477,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                     (lrs, step_lrs is not None, power, l1_end, cd), c, work, order, shuffled, e0, ne, bs, t, row,
                     trace_arrays, history, val, offset, stop.flag, status)
             if device == "cpu" and seconds_per_epoch is None:
-                compile_seconds += _compile_for(train_epochs, args, dtype)
+                compile_seconds += _compile_for(train_epochs, args, (dtype, type(opt)))
                 tick = time.perf_counter()
             threaded = device == "cpu" and (seconds_per_epoch or n * P * 3e-9) * ne > _THREAD_AFTER
             try:

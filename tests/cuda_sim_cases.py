@@ -136,26 +136,25 @@ from minireg import datasets  # noqa: E402
 
 def _record_kernel_signatures(path):
     """Write every (module, kernel, argument types) launched in this process to ``path`` (JSON) at
-    exit, as numba signature strings: tests/test_cuda.py compiles exactly those for a real GPU
+    exit, the types pickled: tests/test_cuda.py compiles exactly those for a real GPU
     (to PTX, which needs no GPU), catching what the simulator, which runs plain Python, cannot:
     code that numba.cuda does not type or lower."""
     import atexit
+    import base64
     import json
+    import pickle
 
     import numba
     from minireg.cuda import models, optimizers, reduce
 
     seen = set()
 
-    def sig_of(a):
+    def type_of(a):
         a = getattr(a, "_ary", a)  # the simulator's device arrays wrap a numpy array
         ty = numba.typeof(a)
-        if isinstance(ty, numba.types.Array):
-            dims = [":"] * ty.ndim
-            if ty.layout == "C":
-                dims[-1] = "::1"
-            return f"{ty.dtype}[{', '.join(dims)}]"
-        return str(ty)
+        if isinstance(ty, numba.types.Array) and ty.layout == "C":
+            ty = ty.copy(readonly=False)
+        return ty
 
     class Recorder:
         def __init__(self, module, name, kern):
@@ -165,7 +164,9 @@ def _record_kernel_signatures(path):
             launch = self.kern[config]
 
             def call(*args):
-                seen.add((self.module, self.name, f"void({', '.join(sig_of(a) for a in args)})"))
+                # the argument types, pickled: Hyper and step-scalar tuples have no signature string
+                sig = base64.b64encode(pickle.dumps(tuple(type_of(a) for a in args))).decode()
+                seen.add((self.module, self.name, sig))
                 return launch(*args)
             return call
 
@@ -173,6 +174,8 @@ def _record_kernel_signatures(path):
         for name, obj in list(vars(mod).items()):
             if type(obj).__name__ == "FakeCUDAKernel" and not obj._device:
                 setattr(mod, name, Recorder(mod.__name__, name, obj))
+    for key, obj in list(optimizers.STEP.items()):  # one step kernel per optimizer module
+        optimizers.STEP[key] = Recorder(optimizers.__name__, f"STEP:{key.__name__}", obj)
 
     def dump():
         with open(path, "w") as f:
@@ -196,6 +199,7 @@ OPTIMIZERS = {
     "adam": dict(optimizer="adam", lr=0.02),
     "adam_amsgrad": dict(optimizer="adam", lr=0.02, amsgrad=True, weight_decay=0.05),
     "adamw": dict(optimizer="adamw", lr=0.02, weight_decay=0.1),
+    "adagrad": dict(optimizer="adagrad", lr=0.1, lr_decay=0.01, weight_decay=0.05, initial_accumulator_value=0.1),
 }
 LOSSES = {"mse": dict(loss="mse"), "huber": dict(loss="huber", delta=0.5), "mae": dict(loss="mae")}
 

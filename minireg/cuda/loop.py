@@ -21,16 +21,15 @@ launching. A trace row is written for every recorded step (t % every == 0); when
 step was not one, its row is written after the fact from the device buffers, which no later step
 touched.
 
-Step scalars (the step's lr under invscaling, Adam's lr/(1−β1ᵗ), √(1−β2ᵗ), 1 − lr·wd) are computed
-on the host by a numba function with the CPU kernel's expressions (float ** int by squaring, as
-numba compiles it), then cast to the run dtype, so they are the CPU's to the last bit.
+Step scalars (the step's lr under invscaling, and the optimizer's ``step_scalars``, e.g. Adam's
+lr/(1−β1ᵗ) and √(1−β2ᵗ)) are computed on the host by the compiled functions the CPU loop runs (float
+** int by squaring, as numba compiles it), so they are the CPU's to the last bit.
 """
-import math
 
 import numpy as np
 from numba import cuda
 
-from ..kernels import optimizers as O
+from .. import optim
 from ..kernels._jit import kernel as cpu_kernel
 from ..kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, N_SCALAR_COLS, TRACE_FULL, TRACE_OFF
 from . import models as M
@@ -45,21 +44,14 @@ _EVAL_BYTES = 64 << 20
 
 
 @cpu_kernel  # a CPU function, compiled with the CPU kernels' options
-def _step_scalars(base_lrs, power_t, hp, t0, out):
-    """out[k] = (lr, lr/(1−β1^(t+1)), √(1−β2^(t+1)), 1 − lr·wd) of step t = t0 + k, in float64, where
-    base_lrs[k] is the step's lr before invscaling."""
+def _step_lrs(base_lrs, power_t, t0, out):
+    """out[k] = the lr of step t = t0 + k, base_lrs[k] divided by (t+1)^power_t under invscaling, in
+    float64, with the CPU loop's expression."""
     for k in range(base_lrs.shape[0]):
-        t = t0 + k
         lr = base_lrs[k]
         if power_t > 0:
-            lr = lr / (t + 1.0) ** power_t
-        tt = t + 1
-        bc1 = 1.0 - hp[O.BETA1] ** tt
-        bc2 = 1.0 - hp[O.BETA2] ** tt
-        out[k, 0] = lr
-        out[k, 1] = lr / bc1
-        out[k, 2] = math.sqrt(bc2)
-        out[k, 3] = 1.0 - lr * hp[O.WEIGHT_DECAY]
+            lr = lr / (t0 + k + 1.0) ** power_t
+        out[k] = lr
 
 
 def _cdiv(a, b):
@@ -81,7 +73,7 @@ class Context:
         self.bound = False
 
     # ---------------------------------------------------------------------------- setup (once)
-    def bind(self, X, y, theta, state, model, c, hd, batch_size, history, val, n_state):
+    def bind(self, X, y, theta, state, model, c, batch_size, history, val, n_state):
         sizes, woff, boff, aoff, act = model
         Xv, yv, val_history = val
         self.X, self.y, self.Xv, self.yv = X, y, Xv, yv  # host references: same run, same arrays
@@ -105,7 +97,6 @@ class Context:
         self.d_yv = cuda.to_device(yv) if nv else None
         self.d_ident = cuda.to_device(np.arange(max(n, nv), dtype=np.int64))
         self.d_c = cuda.to_device(c)
-        self.d_hd = cuda.to_device(hd)
         self.d_theta = cuda.device_array(P, self.dtype)
         self.d_state = cuda.device_array(state.shape, self.dtype)
         self.d_grad = cuda.to_device(np.zeros(P, self.dtype))
@@ -239,12 +230,13 @@ class Context:
         return int(self.h_flag[0])
 
 
-def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, work, order, shuffled,
+def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, h, ctrl, c, work, order, shuffled,
                       epoch0, n_epochs, batch_size, t, row, trace, history, val, start0=0, stop=None,
                       status=None):
     """``minireg.kernels.loop.train_epochs`` on the GPU; see the module docstring. The host loop
     reads ``stop[0]`` before every step (Ctrl-C) and returns -2 with (epoch, row) in ``status``."""
-    opt_code, hp, hd = opt
+    module = optim.module_of(h)
+    step_kernel = OPT.STEP[module]
     if len(ctrl) == 5:
         lrs, per_step, power_t, l1_end, cd = ctrl
     else:  # (lrs, power_t, l1_end, cd): one lr per epoch
@@ -254,7 +246,7 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
     mode, every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows = trace
     Xv, yv, val_history = val
     if not ctx.bound or ctx.X is not X or ctx.Xv is not Xv:
-        ctx.bind(X, y, theta, state, model, c, hd, batch_size, history, val, srows.shape[0])
+        ctx.bind(X, y, theta, state, model, c, batch_size, history, val, srows.shape[0])
     dt = ctx.dt
     n = X.shape[0]
     nv = Xv.shape[0]
@@ -281,12 +273,9 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
     vclip = cd[CD_CLIP_VALUE]
     l1_end = int(l1_end)
     loss_code = int(loss_code)
-    decoupled = int(hp[O.DECOUPLED] != 0)
-    use_wd = int(hp[O.WEIGHT_DECAY] != 0)
-    amsgrad = int(hp[O.AMSGRAD] != 0)
     fl, c_d = ctx.d_flag, ctx.d_c
     opt_grid = min(_cdiv(P, TPB), _MAX_BLOCKS)
-    sched = np.empty((spe, 4))
+    sched = np.empty(spe)
 
     def base_lrs(t0, e, k):  # the lrs before invscaling of steps t0..t0+k-1, all of epoch e
         return lrs[t0 - t_in:t0 - t_in + k] if per_step else np.full(k, lrs[e - epoch0])
@@ -305,8 +294,7 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
     for e in range(epoch0, epoch0 + n_epochs):
         idx = d_order[e - epoch0] if shuffled else ctx.d_ident
         k0 = k_first if e == epoch0 else 0
-        _step_scalars(base_lrs(t, e, spe - k0), power_t, hp, t, sched)
-        sched_d = sched.astype(ctx.dtype)
+        _step_lrs(base_lrs(t, e, spe - k0), power_t, t, sched)
         for k in range(k0, spe):
             start = k * bs
             if stop is not None and stop[0] != 0:
@@ -321,23 +309,16 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
             R.loss_and_clip[1, TPB](fl, t, ctx.d_lpart, _cdiv(B, TPB), nb, ctx.d_hist,
                                     e - 1 if (full_batch and e > 0) else -1, ctx.d_grad, clip_norm, vclip,
                                     ctx.d_dsc, c_d)
-            lr_d = sched_d[k - k0, 0]
+            lr = sched[k - k0]
+            lr_d = dt(lr)
             rec = traced and t % every == 0
             # a full trace's row is written by the optimizer kernel itself; trace="norms" needs the
             # norms (block reductions over P) of record_scalars
             orow = row - row_in if (rec and full) else -1
             tr_args = (orow, *(d_tr if full else ctx.no_trace), ctx.d_srows, S)
-            if opt_code == O.SGD:
-                OPT.sgd_step[opt_grid, TPB](fl, t, ctx.d_theta, ctx.d_grad, ctx.d_upd, ctx.d_state, ctx.d_pold,
-                                            int(traced), ctx.d_hd, lr_d, ctx.d_dsc, vclip, *tr_args)
-            elif opt_code == O.RMSPROP:
-                OPT.rmsprop_step[opt_grid, TPB](fl, t, ctx.d_theta, ctx.d_grad, ctx.d_upd, ctx.d_state,
-                                                ctx.d_pold, int(traced), ctx.d_hd, lr_d, ctx.d_dsc, vclip, *tr_args)
-            else:
-                OPT.adam_step[opt_grid, TPB](fl, t, ctx.d_theta, ctx.d_grad, ctx.d_upd, ctx.d_state, ctx.d_pold,
-                                             int(traced), ctx.d_hd, sched_d[k - k0, 1], sched_d[k - k0, 2],
-                                             sched_d[k - k0, 3],
-                                             decoupled, use_wd, amsgrad, ctx.d_dsc, vclip, lr_d, *tr_args)
+            step_kernel[opt_grid, TPB](fl, t, h, module.step_scalars(h, lr, t + 1), ctx.d_theta, ctx.d_grad,
+                                       ctx.d_upd, ctx.d_state, ctx.d_pold, int(traced), ctx.d_dsc, vclip, lr_d,
+                                       *tr_args)
             if rec:
                 if not full:
                     _record(ctx, d_tr, t, row - row_in, lr_d, False, S)
@@ -359,7 +340,6 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
         diverged = ctx.read_flag()
 
     if diverged >= 0:
-        t_last = diverged
         e_last = int(epoch_of(diverged))
         status[0] = e_last
         status[1] = (diverged - t_in + k_first) % spe * bs  # the diverging step's first row in its epoch
@@ -367,22 +347,15 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, opt, ctrl, c, w
         if traced:
             row = row_in + recorded.shape[0]
             if diverged % every != 0:  # the diverging step is always recorded
-                _step_scalars(base_lrs(diverged, e_last, 1), power_t, hp, diverged, sched)
-                _record(ctx, d_tr, diverged, row - row_in, ctx.dt(sched[0, 0]), full, S)
+                _step_lrs(base_lrs(diverged, e_last, 1), power_t, diverged, sched)
+                _record(ctx, d_tr, diverged, row - row_in, ctx.dt(sched[0]), full, S)
             recorded = np.append(recorded, diverged)
             row += 1
         t = diverged + 1
     else:
-        t_last = t - 1
         e_last = int(status[0]) if stopped else epoch0 + n_epochs - 1
         if traced:
             recorded = np.arange(_cdiv(t_in, every) * every, t, every, dtype=np.int64)
-    # the lr slot of hp/hd holds the lr of the last step taken, as the CPU kernel leaves it
-    if t_last >= t_in:  # (a call stopped before its first step took none)
-        _step_scalars(base_lrs(t_last, e_last, 1), power_t, hp, t_last, sched)
-        hp[O.LR] = sched[0, 0]
-        hd[O.LR] = sched[0, 0]
-
     # ---- copy back what changed
     ctx.d_theta.copy_to_host(theta)
     ctx.d_state.copy_to_host(state)

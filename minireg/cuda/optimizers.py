@@ -1,14 +1,12 @@
-"""One elementwise kernel per optimizer over the flat (P,) vectors; each parameter's update is the
-CPU's own ``*_element`` function from ``minireg.kernels.optimizers``, compiled as a device
-function (read that module's docstring): clipping first (``clipped``, the
-CPU's own source), then coupled weight decay (also added into ``grad``, so the trace records the
-gradient as the optimizer saw it) or AdamW's decoupled shrink, then the update; ``upd`` gets
-theta_new − theta_old exactly and the state rows are updated in place.
+"""One elementwise CUDA kernel per optimizer, each built from its module in ``minireg.optim``: the
+module's own ``update`` (one parameter's step) and ``state_of`` are compiled as device functions, so
+the GPU runs the very source the CPU runs (clipping first, then coupled weight decay, also added
+into ``grad`` so the trace records the gradient as the optimizer saw it, or AdamW's decoupled
+shrink, then the update; ``upd`` gets theta_new − theta_old exactly, the state rows change in place).
 
-Scalars: ``hd`` is the run-dtype hyperparameter vector on the device (its lr slot is not used:
-the step's ``lr`` is an argument, as are Adam's step-dependent ``step_size``, ``bc2_sqrt`` and
-``shrink``, computed on the host in float64 exactly as the CPU kernel computes them, then cast to
-the run dtype). The norm-clipping factor comes from ``dsc[DSC_COEF]``, written by the
+Scalars: ``h`` is the optimizer's Hyper tuple and ``sc`` its ``step_scalars(h, lr, t)``, computed on
+the host in float64 by the same compiled function the CPU loop calls (so the same bits); ``update``
+casts them to the run dtype. The norm-clipping factor comes from ``dsc[DSC_COEF]``, written by the
 ``loss_and_clip`` kernel of the same step. A non-finite new parameter writes the step index into
 the divergence flag. With tracing on, ``pold`` keeps the parameters before the step.
 
@@ -19,24 +17,9 @@ import math
 
 from numba import cuda
 
-from ..kernels import optimizers as _cpu
+from .. import optim
 from ._config import device, kernel
 from .reduce import DSC_COEF, record_element, record_step, skip_step
-
-SGD, RMSPROP, ADAM = _cpu.SGD, _cpu.RMSPROP, _cpu.ADAM
-LR, MOMENTUM, DAMPENING, NESTEROV, WEIGHT_DECAY = _cpu.LR, _cpu.MOMENTUM, _cpu.DAMPENING, _cpu.NESTEROV, \
-    _cpu.WEIGHT_DECAY
-ALPHA, EPS, CENTERED, BETA1, BETA2 = _cpu.ALPHA, _cpu.EPS, _cpu.CENTERED, _cpu.BETA1, _cpu.BETA2
-AMSGRAD, DECOUPLED = _cpu.AMSGRAD, _cpu.DECOUPLED
-ONE_MINUS_DAMPENING, ONE_MINUS_ALPHA = _cpu.ONE_MINUS_DAMPENING, _cpu.ONE_MINUS_ALPHA
-ONE_MINUS_BETA1, ONE_MINUS_BETA2 = _cpu.ONE_MINUS_BETA1, _cpu.ONE_MINUS_BETA2
-
-
-clipped = device(_cpu.clipped.py_func)
-# the per-parameter updates are the CPU kernels' own functions, compiled as device functions
-sgd_element = device(_cpu.sgd_element.py_func)
-rmsprop_element = device(_cpu.rmsprop_element.py_func)
-adam_element = device(_cpu.adam_element.py_func)
 
 
 @device
@@ -50,62 +33,30 @@ def finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad
         dflag[0] = t
 
 
-@kernel
-def sgd_step(dflag, t, theta, grad, upd, state, pold, keep_pold, hd, lr, dsc, vclip, row, tr_scalars, tr_params,
-             tr_grad, tr_update, tr_state, srows, n_state):
-    """t: 0-based step index (torch's step counter is t + 1)."""
-    if skip_step(dflag, t):
-        return
-    coef = dsc[DSC_COEF]
-    mu, wd, damp = hd[MOMENTUM], hd[WEIGHT_DECAY], hd[ONE_MINUS_DAMPENING]
-    use_wd, use_mom, nesterov = hd[WEIGHT_DECAY] != 0, hd[MOMENTUM] != 0, hd[NESTEROV] != 0
-    for i in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
-        p = theta[i]
-        if keep_pold:
-            pold[i] = p
-        pn = sgd_element(i, theta, grad, upd, state, lr, mu, wd, use_wd, use_mom, nesterov, damp, t == 0,
-                         coef, vclip)
-        finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad, tr_update, tr_state,
-                       srows, n_state)
-    if row >= 0 and cuda.grid(1) == 0:
-        record_step(row, tr_scalars, dsc, lr)
+def _step_kernel(module):
+    """The CUDA step kernel of one optimizer module. t is the 0-based step index (torch's step count
+    is t + 1; ``sc`` already holds what depends on it)."""
+    update = device(module.update.py_func)
+    state_of = device(module.state_of.py_func)
+
+    def step(dflag, t, h, sc, theta, grad, upd, state, pold, keep_pold, dsc, vclip, lr, row, tr_scalars,
+             tr_params, tr_grad, tr_update, tr_state, srows, n_state):
+        if skip_step(dflag, t):
+            return
+        coef = dsc[DSC_COEF]
+        s = state_of(state)
+        for i in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
+            p = theta[i]
+            if keep_pold:
+                pold[i] = p
+            pn = update(i, theta, grad, upd, s, h, sc, coef, vclip)
+            finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad, tr_update, tr_state,
+                           srows, n_state)
+        if row >= 0 and cuda.grid(1) == 0:
+            record_step(row, tr_scalars, dsc, lr)
+
+    step.__name__ = step.__qualname__ = f"{module.__name__.rsplit('.', 1)[1]}_step"
+    return kernel(step)
 
 
-@kernel
-def rmsprop_step(dflag, t, theta, grad, upd, state, pold, keep_pold, hd, lr, dsc, vclip, row, tr_scalars,
-                 tr_params, tr_grad, tr_update, tr_state, srows, n_state):
-    if skip_step(dflag, t):
-        return
-    coef = dsc[DSC_COEF]
-    mu, wd, alpha, oma, eps = hd[MOMENTUM], hd[WEIGHT_DECAY], hd[ALPHA], hd[ONE_MINUS_ALPHA], hd[EPS]
-    use_wd, use_mom, centered = hd[WEIGHT_DECAY] != 0, hd[MOMENTUM] > 0, hd[CENTERED] != 0
-    for i in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
-        p = theta[i]
-        if keep_pold:
-            pold[i] = p
-        pn = rmsprop_element(i, theta, grad, upd, state, lr, mu, wd, alpha, oma, eps, use_wd, use_mom,
-                             centered, coef, vclip)
-        finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad, tr_update, tr_state,
-                       srows, n_state)
-    if row >= 0 and cuda.grid(1) == 0:
-        record_step(row, tr_scalars, dsc, lr)
-
-
-@kernel
-def adam_step(dflag, t, theta, grad, upd, state, pold, keep_pold, hd, step_size, bc2_sqrt, shrink,
-              decoupled, use_wd, amsgrad, dsc, vclip, lr, row, tr_scalars, tr_params, tr_grad, tr_update, tr_state,
-              srows, n_state):
-    if skip_step(dflag, t):
-        return
-    coef = dsc[DSC_COEF]
-    wd, b2, omb1, omb2, eps = hd[WEIGHT_DECAY], hd[BETA2], hd[ONE_MINUS_BETA1], hd[ONE_MINUS_BETA2], hd[EPS]
-    for i in range(cuda.grid(1), theta.shape[0], cuda.gridsize(1)):
-        p = theta[i]
-        if keep_pold:
-            pold[i] = p
-        pn = adam_element(i, theta, grad, upd, state, step_size, bc2_sqrt, shrink, wd, b2, omb1, omb2, eps,
-                          decoupled, use_wd, amsgrad, coef, vclip)
-        finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad, tr_update, tr_state,
-                       srows, n_state)
-    if row >= 0 and cuda.grid(1) == 0:
-        record_step(row, tr_scalars, dsc, lr)
+STEP = {module: _step_kernel(module) for module in optim.MODULES}

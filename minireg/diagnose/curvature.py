@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .. import _validate as V
+from .. import _validate as V, optim
 from ..controls import Scaler
 from ..layout import Layout, init_params
 from ._model import Model
@@ -173,10 +173,10 @@ def stability_bound(X, y, *, model="linear", loss="mse", delta=1.0, optimizer="s
             raise ValueError("exp_avg_sq must be >= 0 everywhere (it is a running mean of squared gradients).")
     m = Model(layout, activation if model == "mlp" else None, loss, delta)
     pre = None
-    if optimizer in ("adam", "adamw", "rmsprop"):
+    if optimizer in optim.ADAPTIVE:
         if exp_avg_sq is not None:
             v = np.asarray(exp_avg_sq, np.float64)
-            bc2 = 1 - beta2 ** step if (step and optimizer != "rmsprop") else 1.0
+            bc2 = 1 - beta2 ** step if (step and optimizer in ("adam", "adamw")) else 1.0
             pre = np.sqrt(v / bc2) + eps
     if model == "linear" and pre is None and not (loss == "huber" and params is not None):
         lam, kind = linear_lambda(X, y, loss, delta)
@@ -185,11 +185,11 @@ def stability_bound(X, y, *, model="linear", loss="mse", delta=1.0, optimizer="s
     else:
         lam = m.lambda_max(theta, X, y, seed=seed, precond=pre)
         kind = "power iteration on Hessian-vector products" + (" (preconditioned)" if pre is not None else "")
-    if optimizer in ("adam", "adamw", "rmsprop") and pre is None:
+    if optimizer in optim.ADAPTIVE and pre is None:
         lr_max = None  # adaptive methods: only the preconditioned curvature bounds the lr
         kind += "; adaptive optimizer without its state: no lr bound"
     else:
-        lr_max = _lr_from_lambda(lam, "sgd" if optimizer == "rmsprop" else optimizer, momentum, beta1)
+        lr_max = _lr_from_lambda(lam, "sgd" if optimizer in ("rmsprop", "adagrad") else optimizer, momentum, beta1)
     sharpest = None
     if batch_size is not None and batch_size < n and model == "linear" and loss != "mae" and lr_max is not None:
         rng = np.random.default_rng(seed)

@@ -46,6 +46,7 @@ import math
 
 import numpy as np
 
+from .. import optim
 from ..controls import Scaler, mean_std
 from .curvature import condition_number, stability_bound, steps_to_shrink
 from .findings import Finding, round_sig
@@ -65,7 +66,7 @@ JITTER_SHARE = 0.25
 LOW_LR_SHARE = 0.1
 TRAVEL_SHARE = 0.3
 NOISE_FLOOR = 0.01
-ADAPTIVE = ("adam", "adamw", "rmsprop")
+ADAPTIVE = optim.ADAPTIVE  # optimizers that scale each step by a running size of the gradient
 RISE_UNDO = 0.5
 FLOOR_PROGRESS = 0.9
 LEVERAGE_Z, INFLUENCE = 10.0, 2.0
@@ -134,6 +135,8 @@ class Context:
                     kw["step"] = int(self.tr.step[row]) + 1
                 elif "square_avg" in self.tr.state:
                     kw["exp_avg_sq"] = self.tr.state["square_avg"][row]
+                elif "sum" in self.tr.state:  # Adagrad's preconditioner √sum + ε
+                    kw["exp_avg_sq"] = self.tr.state["sum"][row]
             try:
                 b = stability_bound(X, y, **kw)
             except (ValueError, FloatingPointError):

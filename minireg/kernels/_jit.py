@@ -46,7 +46,7 @@ def element(fn):
 
 # ---- the on-disk cache across source changes
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SOURCE_DIRS = ("kernels", "cuda")
+_SOURCE_DIRS = ("kernels", "optim", "cuda")
 _STAMP = "minireg-sources.sha256"
 _checked = set()
 _digest = []
@@ -79,11 +79,11 @@ def drop_stale_cache(dispatcher):
 
     numba keys a cached function by its own source file only, but the machine code of a kernel
     holds the functions it calls from other files (inlined or linked in): after an edit of
-    optimizers.py, or a ``git pull`` into an editable install, train_epochs (loop.py, unchanged)
-    would load its old code, old optimizer included. A digest of every kernel source (kernels/ and
-    cuda/) and of the fastmath setting (which numba's key leaves out too), kept next to the cache,
-    detects that; the stale entries are then removed and numba compiles them afresh. Runs once per
-    cache folder per process; a folder that cannot be written is left alone (numba then uses its own
+    optim/adam.py, or a ``git pull`` into an editable install, train_epochs (loop.py, unchanged)
+    would load its old code, old optimizer included. A digest of every kernel source (kernels/,
+    optim/ and cuda/) and of the fastmath setting (which numba's key leaves out too), kept next to
+    the cache, detects that; the stale entries are then removed and numba compiles them afresh.
+    Runs once per cache folder per process; a folder that cannot be written is left alone (numba then uses its own
     fallback location)."""
     path = getattr(getattr(dispatcher, "_cache", None), "_cache_path", None)
     if not CACHE or path is None or path in _checked:

@@ -28,7 +28,7 @@ from ._jit import element, kernel
 from .activations import constants
 from .losses import dloss_of_residual, loss_of_residual
 from .models import backward, forward
-from .optimizers import optimizer_step
+from ..optim import optimizer_step
 
 TRACE_OFF, TRACE_NORMS, TRACE_FULL = 0, 1, 2
 # columns of the float trace table
@@ -128,10 +128,9 @@ def _record_row(row, vectors, pold, grad, upd, state, srows, tr_params, tr_grad,
 
 
 @kernel
-def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order, shuffled,
+def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, shuffled,
                  epoch0, n_epochs, batch_size, t, row, trace, history, val, start0, stop, status):
     sizes, woff, boff, aoff, act = model
-    opt_code, hp, hd = opt
     lrs, per_step, power_t, l1_end, cd = ctrl
     t_start = t
     acts, deltas, grad, upd, pold, sc, ident, wt = work
@@ -152,8 +151,6 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
             lr = lrs[t - t_start] if per_step else lrs[e - epoch0]
             if power_t > 0:
                 lr = lr / (t + 1.0) ** power_t
-            hp[0] = lr
-            hd[0] = lr
             on_grid = mode != TRACE_OFF and (every == 1 or t % every == 0)
             # a step a full trace records works in its trace row: the gradient, the update and the
             # parameters before the step land there with no copy (the work buffers otherwise)
@@ -176,13 +173,13 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
             if mode != TRACE_OFF:
                 for i in range(theta.shape[0]):
                     p0[i] = theta[i]
-            ok = optimizer_step(opt_code, theta, g, u, state, hp, hd, sc, t + 1, coef, cd[CD_CLIP_VALUE])
+            ok = optimizer_step(h, theta, g, u, state, lr, t + 1, coef, cd[CD_CLIP_VALUE])
             bad = not (ok and math.isfinite(loss))
             if on_grid or (bad and mode != TRACE_OFF):
                 tr_index[row, 0] = t
                 tr_index[row, 1] = e
                 tr_scalars[row, COL_LOSS] = loss
-                tr_scalars[row, COL_LR] = hd[0]
+                tr_scalars[row, COL_LR] = lr
                 tr_scalars[row, COL_CLIPPED] = c[2] if was_clipped else c[0]
                 tr_scalars[row, COL_GRAD_NORM] = math.sqrt(_sq_norm(g, c))
                 tr_scalars[row, COL_UPDATE_NORM] = math.sqrt(_sq_norm(u, c))

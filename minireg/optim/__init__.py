@@ -1,0 +1,66 @@
+"""The optimizers, one module each, every fact about an optimizer in its module:
+
+    sgd.py      torch.optim.SGD          momentum, dampening, Nesterov, weight decay
+    rmsprop.py  torch.optim.RMSprop      centered, momentum, weight decay
+    adam.py     torch.optim.Adam, AdamW  AMSGrad, coupled or decoupled weight decay
+    adagrad.py  torch.optim.Adagrad      lr_decay, initial_accumulator_value, weight decay
+
+A module holds its names and defaults (``NAMES``, ``DEFAULTS``, ``LIMITS``), its hyperparameters as a
+typed named tuple (``Hyper``, made by ``hyper(name, values)``), its named state (``State``: the rows of
+the (rows, P) state array; ``state_rows(h)`` those a configuration uses, ``initial_state`` their
+start), the update of one parameter in the textbook's order (``update``; the CUDA backend compiles
+this same function as a device function), its float64 step scalars (``step_scalars``), the loop over
+the flat parameter vector (``step``) and the formula that ``explain`` prints (``explain``).
+
+``optimizer_step(h, ...)`` runs the step of h's optimizer; compiled, the choice is made once, from h's
+type, when numba compiles the training loop. Adding an optimizer is one module and one entry in
+``MODULES``.
+"""
+from numba.core import types
+from numba.extending import overload
+
+from . import adagrad, adam, rmsprop, sgd
+
+MODULES = (sgd, rmsprop, adam, adagrad)
+BY_NAME = {name: module for module in MODULES for name in module.NAMES}
+NAMES = tuple(BY_NAME)
+DEFAULTS = {name: dict(module.DEFAULTS[name]) for name, module in BY_NAME.items()}
+ADAPTIVE = tuple(name for name, module in BY_NAME.items() if module.ADAPTIVE)
+_BY_HYPER = {module.Hyper: module for module in MODULES}
+
+
+def module_of(h):
+    """The optimizer module of a Hyper tuple."""
+    return _BY_HYPER[type(h)]
+
+
+def optimizer_step(h, theta, grad, upd, state, lr, t, coef, vclip):
+    """One step of h's optimizer over the flat vectors (t: torch's 1-based step count); True when every
+    new parameter is finite."""
+    return module_of(h).step(h, theta, grad, upd, state, lr, t, coef, vclip)
+
+
+@overload(optimizer_step)
+def _optimizer_step_compiled(h, theta, grad, upd, state, lr, t, coef, vclip):
+    module = _BY_HYPER.get(getattr(h, "instance_class", None)) if isinstance(h, types.BaseNamedTuple) else None
+    if module is None:
+        return None
+    step = module.step
+    return lambda h, theta, grad, upd, state, lr, t, coef, vclip: step(h, theta, grad, upd, state, lr, t, coef, vclip)
+
+
+def hyper(optimizer, values):
+    """The typed Hyper tuple of a checked configuration."""
+    return BY_NAME[optimizer].hyper(optimizer, values)
+
+
+def state_rows(optimizer, values):
+    """(name, row) of the state rows the configuration uses, row being the index in its State."""
+    module = BY_NAME[optimizer]
+    names = module.state_rows(module.hyper(optimizer, values))
+    return [(name, module.State._fields.index(name)) for name in names]
+
+
+def n_state(optimizer):
+    """Rows of the optimizer's state array."""
+    return len(BY_NAME[optimizer].State._fields)

@@ -1,0 +1,27 @@
+"""What every optimizer module shares: the compile decorators and gradient clipping."""
+from typing import NamedTuple
+
+from ..kernels._jit import element, kernel  # noqa: F401  (re-exported for the optimizer modules)
+
+
+@element
+def clipped(g, coef, vclip):
+    """The gradient the optimizer uses: coef·g (coef is the global norm-clipping factor, 1 without
+    clipping), then clamped to ±vclip when vclip > 0 — torch's clip_grad_norm_ then clip_grad_value_
+    on p.grad before optimizer.step()."""
+    g = g * coef
+    if vclip > 0:
+        if g > vclip:
+            return vclip
+        if g < -vclip:
+            return -vclip
+    return g
+
+
+class Real(NamedTuple):
+    """The allowed interval of a real hyperparameter: [low, high], either end optionally open
+    (high=None: no upper limit)."""
+    low: float = 0.0
+    high: float = None
+    low_open: bool = False
+    high_open: bool = False

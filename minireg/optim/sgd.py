@@ -1,0 +1,131 @@
+"""SGD with momentum, dampening, Nesterov and weight decay: ``torch.optim.SGD``, step for step.
+
+Per parameter p with gradient g, at step t = 1, 2, … (torch/optim/sgd.py, ``_single_tensor_sgd``):
+
+    g ← g + wd·p                       weight decay, coupled into the gradient (wd ≠ 0)
+    buf ← g                            first step: torch copies g and ignores the dampening τ
+    buf ← μ·buf + (1 − τ)·g            later steps (momentum μ ≠ 0)
+    g ← g + μ·buf  (Nesterov)  or  g ← buf
+    p ← p − lr·g
+
+This is already PyTorch's arithmetic; the code follows it line for line.
+"""
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ._common import Real, clipped, element, kernel
+
+NAMES = ("sgd",)
+DEFAULTS = {"sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}}
+LIMITS = {"momentum": Real(0.0), "dampening": Real(0.0), "nesterov": bool, "weight_decay": Real(0.0)}
+# the stability bound of a quadratic with curvature λ (heavy ball): lr < (2 + 2μ)/λ
+ADAPTIVE = False
+
+
+class SGDHyper(NamedTuple):
+    momentum: float
+    dampening: float
+    nesterov: bool
+    weight_decay: float
+
+
+class SGDState(NamedTuple):
+    momentum_buffer: np.ndarray
+
+
+Hyper, State = SGDHyper, SGDState
+
+
+def hyper(name, values):
+    """The typed hyperparameters of a validated configuration; refuses Nesterov without momentum."""
+    h = SGDHyper(float(values["momentum"]), float(values["dampening"]), bool(values["nesterov"]),
+                 float(values["weight_decay"]))
+    if h.nesterov and (h.momentum <= 0 or h.dampening != 0):
+        raise ValueError("nesterov=True needs momentum > 0 and dampening == 0 (as torch.optim.SGD); "
+                         f"got momentum={h.momentum}, dampening={h.dampening}.")
+    return h
+
+
+def state_rows(h):
+    """The state rows this configuration uses."""
+    return ("momentum_buffer",) if h.momentum != 0 else ()
+
+
+def initial_state(h, state):
+    """State before the first step: the buffer is set from g on step 1, so nothing to fill."""
+
+
+@element
+def state_of(state):
+    """The named state rows of the (rows, P) state array."""
+    return SGDState(state[0])
+
+
+@element
+def step_scalars(h, lr, t):
+    """The step's scalars in float64, as torch's Python floats: (lr, 1 − τ, whether t is the first step)."""
+    return lr, 1.0 - h.dampening, t == 1
+
+
+@element
+def update(i, theta, grad, upd, s, h, sc, coef, vclip):
+    """Parameter i's step; ``sc`` is step_scalars(h, lr, t). grad[i] keeps g + wd·p (the gradient as the
+    optimizer saw it, before clipping). Returns the new parameter."""
+    dt = theta.dtype.type
+    lr, one_minus_dampening, first = dt(sc[0]), dt(sc[1]), sc[2]
+    momentum, weight_decay = dt(h.momentum), dt(h.weight_decay)
+    p = theta[i]
+    g = clipped(grad[i], coef, vclip)
+    if weight_decay != 0:
+        g = g + weight_decay * p
+        grad[i] = grad[i] + weight_decay * p
+    if momentum != 0:
+        if first:
+            buf = g
+        else:
+            buf = momentum * s.momentum_buffer[i] + one_minus_dampening * g
+        s.momentum_buffer[i] = buf
+        if h.nesterov:
+            g = g + momentum * buf
+        else:
+            g = buf
+    p_new = p - lr * g
+    theta[i] = p_new
+    upd[i] = p_new - p
+    return p_new
+
+
+@kernel
+def step(h, theta, grad, upd, state, lr, t, coef, vclip):
+    """One step over the flat vectors (t: torch's 1-based step count); True when every new parameter is
+    finite."""
+    s = state_of(state)
+    sc = step_scalars(h, lr, t)
+    ok = True
+    for i in range(theta.shape[0]):
+        if not math.isfinite(update(i, theta, grad, upd, s, h, sc, coef, vclip)):
+            ok = False
+    return ok
+
+
+def explain(v):
+    """(lines, the update in the code's order, the update in textbook order) of one recorded step;
+    ``v`` is an explain.StepView."""
+    h, g, p, dt = v.hyper, v.g, v.p, v.dt
+    lines = []
+    if h.momentum:
+        mu = h.momentum
+        lines.append("  buf ← g  (first step)" if v.first else
+                     f"  buf ← μ·buf + (1 − τ)·g   (μ={mu:g}, dampening τ={h.dampening:g})" if h.dampening else
+                     f"  buf ← μ·buf + g   (μ={mu:g})")
+        lines.append("  p ← p − lr·(g + μ·buf)   (Nesterov)" if h.nesterov else "  p ← p − lr·buf")
+        lines += v.old_new("momentum_buffer", "buf")
+        buf = v.state("momentum_buffer")
+        direction = g + dt(mu) * buf if h.nesterov else buf
+    else:
+        lines.append("  p ← p − lr·g")
+        direction = g
+    code = (p - dt(v.lr) * direction) - p
+    return lines, code, code
