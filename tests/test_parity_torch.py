@@ -90,8 +90,8 @@ def test_control_fixtures_exercise_what_they_test():
 def test_fixture_covers_the_whole_grid():
     """Guards against a regenerated fixture silently dropping part of the grid."""
     opts = {(c["optimizer"], json.dumps(c["hparams"], sort_keys=True)) for c in CASES}
-    assert {o for o, _ in opts} == {"sgd", "rmsprop", "adam", "adamw"}
-    assert len(opts) >= 16
+    assert {o for o, _ in opts} == {"sgd", "rmsprop", "adam", "adamw", "adagrad"}
+    assert len(opts) >= 20
     assert {c["loss"] for c in CASES} == {"mse", "huber", "mae"}
     assert {c["activation"] for c in CASES if c["model"] == "mlp"} == {"relu", "tanh", "sigmoid", "identity"}
     assert {c["batch_size"] for c in CASES} == {None, 4}
