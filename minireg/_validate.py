@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import optim
+from .layout import n_params
+from .trace import row_bytes
 
 MODELS = ("linear", "mlp")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
@@ -361,7 +363,7 @@ def run_memory(*, n, d, n_val, sizes, batch_size, epochs, itemsize, trace, trace
                n_state):
     """Bytes of the buffers train() allocates, by cause (Python ints: no overflow for absurd sizes).
     The trace counts at most ``trace_budget`` (a larger one is refused by its own check)."""
-    P = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    P = n_params(sizes)
     bs = n if batch_size is None else min(batch_size, n)
     steps = epochs * -(-n // bs)
     parts = {
@@ -374,7 +376,7 @@ def run_memory(*, n, d, n_val, sizes, batch_size, epochs, itemsize, trace, trace
     }
     if trace is not False:
         rows = -(-steps // trace_every) + 1
-        per_row = 16 + 6 * itemsize + ((3 + n_state) * P * itemsize if trace is True else 0)
+        per_row = row_bytes(trace, P, n_state, itemsize)
         parts[f"trace (trace={trace!r}, trace_every={trace_every})"] = min(rows * per_row, trace_budget)
     return parts
 

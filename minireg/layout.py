@@ -7,6 +7,12 @@ same layout: ``W1, b1, W2, b2, …`` with ``Wk`` of shape (fan_in, fan_out) stor
 import numpy as np
 
 
+def n_params(sizes):
+    """Parameters of the network with these layer widths (d, hidden…, 1): Σ fan_in·fan_out + fan_out
+    (Python ints, so absurd sizes do not overflow)."""
+    return sum(int(a) * int(b) + int(b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+
 class Layout:
     def __init__(self, sizes):
         self.sizes = tuple(int(s) for s in sizes)

@@ -29,6 +29,8 @@ import warnings
 import numpy as np
 
 from . import _validate as V, optim
+from .layout import n_params
+from .trace import row_bytes
 
 __all__ = ["sweep", "SweepResult"]
 
@@ -121,7 +123,6 @@ def _precheck(params):
 def _run_bytes(params, n_all, d, hparams):
     """Bytes a kept run holds beyond its parameters: its trace (as train() sizes it) and its copy of
     the data (as trained on, in the run's dtype)."""
-    from .kernels.loop import N_SCALAR_COLS
     item = np.dtype(params.get("dtype", "float64") if isinstance(params.get("dtype", "float64"), str)
                     else params["dtype"]).itemsize
     val = params.get("validation")
@@ -132,14 +133,14 @@ def _run_bytes(params, n_all, d, hparams):
         return 0, data
     model = params.get("model", "linear")
     sizes = (d, 1) if model == "linear" else (d, *V.hidden_sizes(params.get("hidden", (10,))), 1)
-    P = sum(sizes[k] * sizes[k + 1] + sizes[k + 1] for k in range(len(sizes) - 1))
+    P = n_params(sizes)
     bs = params.get("batch_size")
     bs = n if bs is None else min(int(bs), n)
     steps = int(params.get("epochs", 100)) * -(-n // bs)
     every = int(params.get("trace_every", 1))
     rows = -(-steps // every) + 1
     S = len(optim.state_rows(params.get("optimizer", "sgd").lower(), hparams))
-    per_row = 16 + N_SCALAR_COLS * item + ((3 + S) * P * item if trace is True else 0)
+    per_row = row_bytes(trace, P, S, item)
     return rows * per_row, data
 
 

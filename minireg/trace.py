@@ -13,6 +13,14 @@ after − params before) and ``state`` (name → (rows, P), the optimizer state 
 """
 import numpy as np
 
+from .kernels.loop import N_SCALAR_COLS
+
+
+def row_bytes(trace, n_params, n_state, itemsize):
+    """Bytes of one trace row: the (step, epoch) index, the scalar columns and, with trace=True, the
+    params, grad and update rows and the used optimizer-state rows."""
+    return 16 + N_SCALAR_COLS * itemsize + ((3 + n_state) * n_params * itemsize if trace is True else 0)
+
 
 class _StepColumn(np.ndarray):
     """The step-index column; calling it looks one step up (see Trace.at_step)."""

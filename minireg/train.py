@@ -1,11 +1,14 @@
 """train(): validate → split/scale → layout/init → allocate → run the compiled loop → TrainResult."""
 import contextvars
+import dataclasses
 import functools
 import itertools
 import math
 import os
 import time
+import types
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,7 +22,7 @@ from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, COL_GRAD_NORM, COL
 from .layout import Layout, init_params
 from .result import TrainResult
 from .resume import Checkpointer, Continuation, Interrupt, output_path, previous_run, resume_arguments
-from .trace import Trace
+from .trace import Trace, row_bytes
 
 # Shuffled runs hand the kernel the permutations of a chunk of epochs at once; this caps that
 # array (int64 entries) so long runs on big data do not hold every epoch's permutation in memory.
@@ -193,7 +196,73 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     previous, resumed_changes = previous if previous is not None else (None, {})
     if previous is not None:
         call["resume"] = previous  # a re-run (diagnose's verification) continues the same run
-    # ---- validate everything before compiling or allocating anything big
+    # the stages: every check first, then the data, the buffers, the compiled loop, the result
+    s, X64, y64 = resolve(X, y, model=model, hidden=hidden, activation=activation, loss=loss, delta=delta,
+                    optimizer=optimizer, lr=lr, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                    seed=seed, dtype=dtype, init=init, trace=trace, trace_every=trace_every,
+                    trace_budget=trace_budget, standardize=standardize, standardize_y=standardize_y,
+                    winsorize=winsorize, winsorize_y=winsorize_y, validation=validation,
+                    early_stopping=early_stopping, min_delta=min_delta, restore_best=restore_best,
+                    clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value, l1=l1,
+                    schedule=schedule, step_size=step_size, gamma=gamma, power_t=power_t, T_max=T_max,
+                    patience=patience, factor=factor, step_lrs=step_lrs, device=device, progress=progress,
+                    checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                          optimizer_hparams=optimizer_hparams)
+    call["seed"] = s.seed  # a drawn seed is recorded, so a re-run sees the same init and batches
+    data = prepare(s, X64, y64, previous)
+    buf = allocate(s, data, previous, resumed_changes)
+    return run(s, data, buf, previous, resumed_changes, started, RunInputs(X, y, call))
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """A run's validated, resolved arguments (what ``resolve`` returns; ``result.config`` reports them
+    with what the data and the layout add)."""
+    model: object
+    hidden: object
+    activation: object
+    loss: object
+    delta: object
+    optimizer: object
+    lr: object
+    epochs: object
+    batch_size: object
+    shuffle: object
+    seed: object
+    dtype: object
+    init: object
+    trace: object
+    trace_every: object
+    trace_budget: object
+    hparams: object
+    scale_kind: object
+    standardize_y: object
+    winsorize: object
+    winsorize_y: object
+    validation: object
+    early_stopping: object
+    min_delta: object
+    restore_best: object
+    clip_grad_norm: object
+    clip_grad_value: object
+    l1: object
+    schedule: object
+    sched: object
+    step_lrs: object
+    device: object
+    progress: object
+    checkpoint: object
+    checkpoint_every: object
+    layout: object
+
+
+def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epochs, batch_size, shuffle, seed, dtype,
+            init, trace, trace_every, trace_budget, standardize, standardize_y, winsorize,
+            winsorize_y, validation, early_stopping, min_delta, restore_best, clip_grad_norm,
+            clip_grad_value, l1, schedule, step_size, gamma, power_t, T_max, patience, factor,
+            step_lrs, device, progress, checkpoint, checkpoint_every, optimizer_hparams):
+    """Stage 1: check every argument and the data before anything is compiled or allocated; one
+    ValueError/TypeError naming the argument otherwise. Returns (Settings, X as float64, y as float64)."""
     device = V.choice("device", device, V.DEVICES)
     if device == "cuda":
         from . import cuda  # numba.cuda is imported only when asked for
@@ -216,7 +285,6 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     seed = V.integer("seed", seed, 0)
-    call["seed"] = seed  # a drawn seed is recorded, so a re-run sees the same init and batches
     trace = V.trace_mode(trace)
     if progress is not None:
         progress = V.flag("progress", progress)
@@ -284,135 +352,181 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         n_state=len(optim.state_rows(optimizer, hparams))))
     layout = Layout((d, *hidden, 1))
     init = V.init_spec(init, layout, model, dtype)
+    return Settings(model=model, hidden=hidden, activation=activation, loss=loss, delta=delta, optimizer=optimizer,
+        lr=lr, epochs=epochs, batch_size=batch_size, shuffle=shuffle, seed=seed, dtype=dtype, init=init,
+        trace=trace, trace_every=trace_every, trace_budget=trace_budget, hparams=hparams, scale_kind=scale_kind,
+        standardize_y=standardize_y, winsorize=winsorize, winsorize_y=winsorize_y, validation=validation,
+        early_stopping=early_stopping, min_delta=min_delta, restore_best=restore_best,
+        clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value, l1=l1, schedule=schedule, sched=sched,
+        step_lrs=step_lrs, device=device, progress=progress, checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every, layout=layout), X64, y64
 
-    # ---- split and scale (fitted on the training rows only)
-    init_seq, shuffle_seq, split_seq = np.random.SeedSequence(seed).spawn(3)
-    if isinstance(validation, float):
-        if n_all < 2:
+
+class Data(NamedTuple):
+    """The training data as the kernels see it (split, scaled, in the run dtype) and its batching."""
+    Xa: object
+    ya: object
+    Xv: object
+    yv: object
+    x_scaler: object
+    y_scaler: object
+    n: object
+    d: object
+    bs: object
+    steps_per_epoch: object
+    total_steps: object
+    n_rows: object
+    state_rows: object
+    P: object
+    init_seq: object
+    shuffle_seq: object
+
+
+def prepare(s, X64, y64, previous):
+    """Stage 2: split off the validation rows, fit the scalers on the training rows and apply them, and
+    size the batches and the trace (a trace over ``trace_budget`` is refused here)."""
+    init_seq, shuffle_seq, split_seq = np.random.SeedSequence(s.seed).spawn(3)
+    if isinstance(s.validation, float):
+        if X64.shape[0] < 2:
             raise ValueError("validation=fraction needs at least 2 samples (one to train on, one to validate).")
-        Xtr, ytr, Xv64, yv64 = split_rows(X64, y64, validation, seed)
-    elif validation is not None:
-        Xtr, ytr, (Xv64, yv64) = X64, y64, validation
+        Xtr, ytr, Xv64, yv64 = split_rows(X64, y64, s.validation, s.seed)
+    elif s.validation is not None:
+        Xtr, ytr, (Xv64, yv64) = X64, y64, s.validation
     else:
         Xtr, ytr, Xv64, yv64 = X64, y64, X64[:0], y64[:0]
-    x_scaler = Scaler.fit(Xtr, scale_kind, winsorize)
-    y_scaler = Scaler.fit(ytr, (scale_kind or "zscore") if standardize_y else None,
-                          winsorize if winsorize_y else None)
-    Xa, Xv = x_scaler.transform(Xtr, dtype), x_scaler.transform(Xv64, dtype)
-    ya = y_scaler.transform(ytr, dtype)
-    yv = ((yv64 - y_scaler.center) / y_scaler.scale).astype(dtype)  # validation targets: scaled, not clipped
-    n = Xa.shape[0]
+    x_scaler = Scaler.fit(Xtr, s.scale_kind, s.winsorize)
+    y_scaler = Scaler.fit(ytr, (s.scale_kind or "zscore") if s.standardize_y else None,
+                          s.winsorize if s.winsorize_y else None)
+    Xa, Xv = x_scaler.transform(Xtr, s.dtype), x_scaler.transform(Xv64, s.dtype)
+    ya = y_scaler.transform(ytr, s.dtype)
+    yv = ((yv64 - y_scaler.center) / y_scaler.scale).astype(s.dtype)  # validation targets: scaled, not clipped
+    n, d = Xa.shape
 
-    bs = n if batch_size is None else min(batch_size, n)
+    bs = n if s.batch_size is None else min(s.batch_size, n)
     steps_per_epoch = -(-n // bs)
     # a resumed run may start part-way into an epoch (rows before ``offset`` were trained on already)
     first_offset = previous.continuation.offset if previous is not None else 0
     if first_offset >= n:
         raise ValueError(f"the run being resumed stopped at row {first_offset} of an epoch, but X has {n} training "
                          "rows: resume it on the data it was trained on.")
-    total_steps = _steps(n, bs, first_offset, epochs, steps_per_epoch)
-    if step_lrs is not None and step_lrs.size != total_steps:
+    total_steps = _steps(n, bs, first_offset, s.epochs, steps_per_epoch)
+    if s.step_lrs is not None and s.step_lrs.size != total_steps:
         raise ValueError(
-            f"step_lrs has {step_lrs.size} entries but the run takes {total_steps} steps "
-            f"({epochs} epochs x {steps_per_epoch} steps); give one lr per step.")
-    state_rows = optim.state_rows(optimizer, hparams)
-    P = layout.size
-    item = np.dtype(dtype).itemsize
-    n_rows = (-(-total_steps // trace_every) + 1) if trace is not False else 0
-    if trace is not False:
-        per_row = 16 + N_SCALAR_COLS * item + ((3 + len(state_rows)) * P * item if trace is True else 0)
+            f"step_lrs has {s.step_lrs.size} entries but the run takes {total_steps} steps "
+            f"({s.epochs} epochs x {steps_per_epoch} steps); give one lr per step.")
+    state_rows = optim.state_rows(s.optimizer, s.hparams)
+    P = s.layout.size
+    item = np.dtype(s.dtype).itemsize
+    n_rows = (-(-total_steps // s.trace_every) + 1) if s.trace is not False else 0
+    if s.trace is not False:
+        per_row = row_bytes(s.trace, P, len(state_rows), item)
         need = n_rows * per_row
-        if need > trace_budget:
+        if need > s.trace_budget:
             raise ValueError(
                 f"the trace would need {V.format_bytes(need)} ({n_rows} rows x {per_row} bytes) but "
-                f"trace_budget is {V.format_bytes(trace_budget)}. Record fewer steps (trace_every="
-                f"{max(2, math.ceil(need / trace_budget) * trace_every)}), keep only the scalar columns "
+                f"trace_budget is {V.format_bytes(s.trace_budget)}. Record fewer steps (trace_every="
+                f"{max(2, math.ceil(need / s.trace_budget) * s.trace_every)}), keep only the scalar columns "
                 f"(trace='norms'), or raise trace_budget."
             )
 
-    # ---- allocate (a resumed run starts from the state its previous run ended in)
+    return Data(Xa=Xa, ya=ya, Xv=Xv, yv=yv, x_scaler=x_scaler, y_scaler=y_scaler, n=n, d=d, bs=bs,
+        steps_per_epoch=steps_per_epoch, total_steps=total_steps, n_rows=n_rows, state_rows=state_rows, P=P,
+        init_seq=init_seq, shuffle_seq=shuffle_seq)
+
+
+def allocate(s, data, previous, resumed_changes):
+    """Stage 3: the parameters (initialised, or a resumed run's), the optimizer state, the kernels'
+    work buffers, the trace arrays, the histories and the epoch controls; returned as a namespace
+    with the names used here."""
     cont = previous.continuation if previous is not None else None
     e_first = cont.epoch if cont else 0  # the first epoch this call trains (part-done when offset > 0)
-    total = e_first + epochs
+    total = e_first + s.epochs
     if cont is not None:
-        theta = np.array(cont.theta, dtype, copy=True)
+        theta = np.array(cont.theta, s.dtype, copy=True)
     else:
-        theta = init_params(layout, init, np.random.default_rng(init_seq), dtype)
-    sizes, woff, boff, aoff, nacts = layout.kernel_arrays(bs)
-    act_code = activations.CODES[activation or "identity"]
+        theta = init_params(s.layout, s.init, np.random.default_rng(data.init_seq), s.dtype)
+    sizes, woff, boff, aoff, nacts = s.layout.kernel_arrays(data.bs)
+    act_code = activations.CODES[s.activation or "identity"]
     model_arrays = (sizes, woff, boff, aoff, act_code)
-    opt = optim.hyper(optimizer, hparams)
-    cd = np.zeros(3, dtype)
-    cd[CD_L1], cd[CD_CLIP_NORM], cd[CD_CLIP_VALUE] = l1, clip_grad_norm or 0.0, clip_grad_value or 0.0
-    l1_end = layout.slices["W1"].stop if l1 > 0 else 0
-    power = sched["power_t"] if schedule == "invscaling" else 0.0
-    c = np.array([0.0, 0.5, 1.0, 2.0, delta, 1e-6], dtype)
+    opt = optim.hyper(s.optimizer, s.hparams)
+    cd = np.zeros(3, s.dtype)
+    cd[CD_L1], cd[CD_CLIP_NORM], cd[CD_CLIP_VALUE] = s.l1, s.clip_grad_norm or 0.0, s.clip_grad_value or 0.0
+    l1_end = s.layout.slices["W1"].stop if s.l1 > 0 else 0
+    power = s.sched["power_t"] if s.schedule == "invscaling" else 0.0
+    c = np.array([0.0, 0.5, 1.0, 2.0, s.delta, 1e-6], s.dtype)
     if cont is not None:
-        state = np.array(cont.state[:optim.n_state(optimizer)], dtype, copy=True)
+        state = np.array(cont.state[:optim.n_state(s.optimizer)], s.dtype, copy=True)
     else:
-        state = np.zeros((optim.n_state(optimizer), P), dtype)
-        optim.BY_NAME[optimizer].initial_state(opt, state)
-    work = (np.zeros(nacts, dtype), np.zeros(nacts, dtype), np.zeros(P, dtype), np.zeros(P, dtype),
-            np.zeros(P, dtype), np.zeros(4, dtype), np.arange(max(n, Xv.shape[0]), dtype=np.int64),
-            np.zeros(max(a * b for a, b in itertools.pairwise(layout.sizes)), dtype))
-    mode = {False: TRACE_OFF, "norms": TRACE_NORMS, True: TRACE_FULL}[trace]
-    full_rows = n_rows if trace is True else 0
-    S = len(state_rows)
+        state = np.zeros((optim.n_state(s.optimizer), data.P), s.dtype)
+        optim.BY_NAME[s.optimizer].initial_state(opt, state)
+    work = (np.zeros(nacts, s.dtype), np.zeros(nacts, s.dtype), np.zeros(data.P, s.dtype), np.zeros(data.P, s.dtype),
+            np.zeros(data.P, s.dtype), np.zeros(4, s.dtype), np.arange(max(data.n, data.Xv.shape[0]), dtype=np.int64),
+            np.zeros(max(a * b for a, b in itertools.pairwise(s.layout.sizes)), s.dtype))
+    mode = {False: TRACE_OFF, "norms": TRACE_NORMS, True: TRACE_FULL}[s.trace]
+    full_rows = data.n_rows if s.trace is True else 0
+    S = len(data.state_rows)
     # np.empty, not np.zeros: numpy backs large empty arrays with transparent huge pages, and first
     # touching calloc'ed small pages cost more than the training itself (W4: 280 µs per trace row).
     # Only the rows the kernel wrote are exposed.
-    tr_index = np.empty((n_rows, 2), np.int64)
-    tr_scalars = np.empty((n_rows, N_SCALAR_COLS), dtype)
-    tr_params = np.empty((full_rows, P), dtype)
-    tr_grad = np.empty((full_rows, P), dtype)
-    tr_update = np.empty((full_rows, P), dtype)
-    tr_state = np.empty((full_rows, S, P), dtype)
-    srows = np.array([r for _, r in state_rows], np.int64)
-    history = np.full(total, np.nan, dtype)
-    val_history = np.full(total, np.nan, dtype)
+    tr_index = np.empty((data.n_rows, 2), np.int64)
+    tr_scalars = np.empty((data.n_rows, N_SCALAR_COLS), s.dtype)
+    tr_params = np.empty((full_rows, data.P), s.dtype)
+    tr_grad = np.empty((full_rows, data.P), s.dtype)
+    tr_update = np.empty((full_rows, data.P), s.dtype)
+    tr_state = np.empty((full_rows, S, data.P), s.dtype)
+    srows = np.array([r for _, r in data.state_rows], np.int64)
+    history = np.full(total, np.nan, s.dtype)
+    val_history = np.full(total, np.nan, s.dtype)
     lr_history = np.full(total, np.nan)
     if cont is not None:
         history[:e_first] = cont.history[:e_first]
         lr_history[:e_first] = cont.lr_history[:e_first]
-        if cont.val_history is not None and Xv.shape[0]:
+        if cont.val_history is not None and data.Xv.shape[0]:
             val_history[:e_first] = cont.val_history[:e_first]
-    shuffled = shuffle and bs < n
-    per_epoch = early_stopping is not None or schedule == "plateau"
-    chunk = 1 if per_epoch else max(1, min(epochs, _MAX_ORDER_ENTRIES // n)) if shuffled else epochs
-    shuffle_rng = np.random.default_rng(shuffle_seq)
+    shuffled = s.shuffle and data.bs < data.n
+    per_epoch = s.early_stopping is not None or s.schedule == "plateau"
+    chunk = 1 if per_epoch else max(1, min(s.epochs, _MAX_ORDER_ENTRIES // data.n)) if shuffled else s.epochs
+    shuffle_rng = np.random.default_rng(data.shuffle_seq)
     if cont is not None:
         shuffle_rng.bit_generator.state = cont.rng_state
-    trace_arrays = (mode, trace_every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows)
-    val = (Xv, yv, val_history)
-    lrs_all = epoch_lrs(schedule, lr, total, sched)
-    plateau = Plateau(lr, sched["factor"], sched["patience"]) if schedule == "plateau" else None
+    trace_arrays = (mode, s.trace_every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows)
+    val = (data.Xv, data.yv, val_history)
+    lrs_all = epoch_lrs(s.schedule, s.lr, total, s.sched)
+    plateau = Plateau(s.lr, s.sched["factor"], s.sched["patience"]) if s.schedule == "plateau" else None
     if plateau is not None and cont is not None and cont.plateau is not None:
         plateau.lr, plateau.best, plateau.bad_epochs = cont.plateau
         if "lr" in resumed_changes:
-            plateau.lr = lr
-    stopper = EarlyStopping(early_stopping, min_delta, restore_best) if early_stopping is not None else None
+            plateau.lr = s.lr
+    stopper = EarlyStopping(s.early_stopping, s.min_delta, s.restore_best) if s.early_stopping is not None else None
     if stopper is not None and cont is not None and cont.stopper is not None:
         stopper.best, stopper.best_epoch, stopper.wait = (cont.stopper[k] for k in ("best", "best_epoch", "wait"))
         if cont.stopper.get("best_theta") is not None:
-            stopper.best_theta = np.array(cont.stopper["best_theta"], dtype, copy=True)
-    monitored = val_history if Xv.shape[0] else history
-    keeper = Checkpointer(checkpoint, checkpoint_every) if checkpoint is not None else None
+            stopper.best_theta = np.array(cont.stopper["best_theta"], s.dtype, copy=True)
+    monitored = val_history if data.Xv.shape[0] else history
+    keeper = Checkpointer(s.checkpoint, s.checkpoint_every) if s.checkpoint is not None else None
 
-    # ---- run
-    if device == "cuda":
+    return types.SimpleNamespace(**{k: v for k, v in locals().items() if k not in ("s", "data", "previous",
+                                                                                   "resumed_changes")})
+
+
+def run(s, data, buf, previous, resumed_changes, started, inputs):
+    """Stage 4: the compiled loop, a chunk of epochs per call, with the per-epoch controls (plateau,
+    early stopping, checkpoints, progress bar, Ctrl-C) between the calls; then stage 5, the result."""
+    if s.device == "cuda":
+        from . import cuda  # numba.cuda is imported only when asked for
         ctx = cuda.Context()
         run_epochs = lambda *args: cuda.train_epochs_cuda(ctx, *args)  # noqa: E731
     else:
         run_epochs = train_epochs
-    t = cont.t if cont is not None else 0
+    t = buf.cont.t if buf.cont is not None else 0
     t_first = t
-    offset = cont.offset if cont is not None else 0
-    perm = cont.perm if cont is not None else None
-    row, diverged_at, interrupted, e0 = 0, -1, False, e_first
-    done = e_first  # whole epochs trained
+    offset = buf.cont.offset if buf.cont is not None else 0
+    perm = buf.cont.perm if buf.cont is not None else None
+    row, diverged_at, interrupted, e0 = 0, -1, False, buf.e_first
+    done = buf.e_first  # whole epochs trained
     bar = None
     # with a possible progress bar, time the first epoch alone to decide whether the run is long
-    step_chunk = 1 if (progress is not False or keeper is not None) else chunk
+    step_chunk = 1 if (s.progress is not False or buf.keeper is not None) else buf.chunk
     seconds_per_epoch = None
     lrs_from = 0  # step_lrs entries used so far
     status = np.zeros(2, np.int64)  # (epoch, row offset) where the kernel stopped
@@ -420,66 +534,65 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
 
     def snapshot():
         """The run so far, as a TrainResult (for a checkpoint and for the end)."""
-        return _result(layout, theta, state, t, row, e0, offset, perm, rng_before, stopper, plateau, history,
-                       lr_history, val_history, done, diverged_at, interrupted, previous, trace, trace_every,
-                       state_rows, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, device, Xa, ya,
-                          Xv, yv, shuffle_seq, n, shuffled, config_of(), started, compile_seconds, x_scaler,
-                       y_scaler, RunInputs(X, y, call))
+        return _result(s, data, buf, t, row, e0, offset, perm, rng_before, done, diverged_at, interrupted, previous,
+                       config_of(), started, compile_seconds, inputs)
 
     def config_of():
         return {
-            "model": model, "sizes": layout.sizes, "hidden": hidden, "activation": activation,
-            "loss": loss, "delta": delta, "optimizer": optimizer, "lr": lr, **hparams,
-            "epochs": total, "batch_size": batch_size, "effective_batch_size": bs,
-            "steps_per_epoch": steps_per_epoch, "shuffle": shuffle, "shuffled": shuffled, "seed": seed,
-            "dtype": dtype, "init": "dict" if isinstance(init, dict) else init, "trace": trace,
-            "trace_every": trace_every, "trace_budget": trace_budget, "n_samples": n, "n_features": d,
-            "n_params": P, "standardize": scale_kind, "standardize_y": standardize_y, "winsorize": winsorize,
-            "winsorize_y": winsorize_y, "x_scaler": x_scaler.describe(), "y_scaler": y_scaler.describe(),
-            "validation": (None if validation is None else validation if isinstance(validation, float)
-                           else "given"), "n_validation": int(Xv.shape[0]),
-            "early_stopping": early_stopping, "min_delta": min_delta, "restore_best": restore_best,
-            "clip_grad_norm": clip_grad_norm, "clip_grad_value": clip_grad_value, "l1": l1,
-            "schedule": schedule, **sched, "step_lrs": step_lrs is not None, "device": device,
-            "progress": progress,
+            "model": s.model, "sizes": s.layout.sizes, "hidden": s.hidden, "activation": s.activation,
+            "loss": s.loss, "delta": s.delta, "optimizer": s.optimizer, "lr": s.lr, **s.hparams,
+            "epochs": buf.total, "batch_size": s.batch_size, "effective_batch_size": data.bs,
+            "steps_per_epoch": data.steps_per_epoch, "shuffle": s.shuffle, "shuffled": buf.shuffled, "seed": s.seed,
+            "dtype": s.dtype, "init": "dict" if isinstance(s.init, dict) else s.init, "trace": s.trace,
+            "trace_every": s.trace_every, "trace_budget": s.trace_budget, "n_samples": data.n, "n_features": data.d,
+            "n_params": data.P, "standardize": s.scale_kind, "standardize_y": s.standardize_y, "winsorize": s.winsorize,
+            "winsorize_y": s.winsorize_y, "x_scaler": data.x_scaler.describe(), "y_scaler": data.y_scaler.describe(),
+            "validation": (None if s.validation is None else s.validation if isinstance(s.validation, float)
+                           else "given"), "n_validation": int(data.Xv.shape[0]),
+            "early_stopping": s.early_stopping, "min_delta": s.min_delta, "restore_best": s.restore_best,
+            "clip_grad_norm": s.clip_grad_norm, "clip_grad_value": s.clip_grad_value, "l1": s.l1,
+            "schedule": s.schedule, **s.sched, "step_lrs": s.step_lrs is not None, "device": s.device,
+            "progress": s.progress,
             "resumed": None if previous is None else {
-                "from_epoch": e_first, "from_step": t_first, "offset": cont.offset, "changed": resumed_changes},
-            "checkpoint": None if checkpoint is None else os.fspath(checkpoint), "checkpoint_every": checkpoint_every,
+                "from_epoch": buf.e_first, "from_step": t_first, "offset": buf.cont.offset, "changed": resumed_changes},
+            "checkpoint": None if s.checkpoint is None else os.fspath(s.checkpoint),
+            "checkpoint_every": s.checkpoint_every,
         }
 
-    rng_before = shuffle_rng.bit_generator.state
+    rng_before = buf.shuffle_rng.bit_generator.state
     compile_seconds = 0.0
     with stop:
-        while e0 < total and not stop.requested:
-            ne = min(step_chunk, total - e0)
-            if keeper is not None and checkpoint_every is not None:  # end the call on a checkpoint epoch
-                ne = min(ne, checkpoint_every - (e0 - e_first) % checkpoint_every)
+        while e0 < buf.total and not stop.requested:
+            ne = min(step_chunk, buf.total - e0)
+            if buf.keeper is not None and s.checkpoint_every is not None:  # end the call on a checkpoint epoch
+                ne = min(ne, s.checkpoint_every - (e0 - buf.e_first) % s.checkpoint_every)
             tick = time.perf_counter()
-            rng_before = shuffle_rng.bit_generator.state  # to redraw the orders up to where a call stopped
-            if shuffled:
-                order = np.empty((ne, n), np.int64)
+            rng_before = buf.shuffle_rng.bit_generator.state  # to redraw the orders up to where a call stopped
+            if buf.shuffled:
+                order = np.empty((ne, data.n), np.int64)
                 for k in range(ne):
-                    order[k] = perm if (k == 0 and perm is not None) else shuffle_rng.permutation(n)
+                    order[k] = perm if (k == 0 and perm is not None) else buf.shuffle_rng.permutation(data.n)
             else:
-                order = work[6][:n].reshape(1, n)
-            first_steps = _steps(n, bs, offset, 1, steps_per_epoch)  # the steps of this call's first epoch
-            steps = _steps(n, bs, offset, ne, steps_per_epoch)
-            if step_lrs is not None:
-                lrs = step_lrs[lrs_from:lrs_from + steps]
-                lr_history[e0:e0 + ne] = np.concatenate([[lrs[0]], lrs[first_steps::steps_per_epoch]])[:ne]
+                order = buf.work[6][:data.n].reshape(1, data.n)
+            # the steps of this call's first epoch, and of all its epochs
+            first_steps = _steps(data.n, data.bs, offset, 1, data.steps_per_epoch)
+            steps = _steps(data.n, data.bs, offset, ne, data.steps_per_epoch)
+            if s.step_lrs is not None:
+                lrs = s.step_lrs[lrs_from:lrs_from + steps]
+                buf.lr_history[e0:e0 + ne] = np.concatenate([[lrs[0]], lrs[first_steps::data.steps_per_epoch]])[:ne]
             else:
-                lrs = np.array([plateau.lr]) if plateau else lrs_all[e0:e0 + ne]
-                lr_history[e0:e0 + ne] = lrs
+                lrs = np.array([buf.plateau.lr]) if buf.plateau else buf.lrs_all[e0:e0 + ne]
+                buf.lr_history[e0:e0 + ne] = lrs
             # the rows this call can write get their pages faulted in on a helper thread meanwhile
-            prefault = Prefault((tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state), row,
-                                row + -(-steps // trace_every) + 1) if trace is not False else None
-            args = (Xa, ya, theta, state, model_arrays, losses.CODES[loss], opt,
-                    (lrs, step_lrs is not None, power, l1_end, cd), c, work, order, shuffled, e0, ne, bs, t, row,
-                    trace_arrays, history, val, offset, stop.flag, status)
-            if device == "cpu" and seconds_per_epoch is None:
-                compile_seconds += _compile_for(train_epochs, args, (dtype, type(opt)))
+            tables = (buf.tr_index, buf.tr_scalars, buf.tr_params, buf.tr_grad, buf.tr_update, buf.tr_state)
+            prefault = Prefault(tables, row, row + -(-steps // s.trace_every) + 1) if s.trace is not False else None
+            args = (data.Xa, data.ya, buf.theta, buf.state, buf.model_arrays, losses.CODES[s.loss], buf.opt,
+                    (lrs, s.step_lrs is not None, buf.power, buf.l1_end, buf.cd), buf.c, buf.work, order, buf.shuffled,
+                    e0, ne, data.bs, t, row, buf.trace_arrays, buf.history, buf.val, offset, stop.flag, status)
+            if s.device == "cpu" and seconds_per_epoch is None:
+                compile_seconds += _compile_for(train_epochs, args, (s.dtype, type(buf.opt)))
                 tick = time.perf_counter()
-            threaded = device == "cpu" and (seconds_per_epoch or n * P * 3e-9) * ne > _THREAD_AFTER
+            threaded = s.device == "cpu" and (seconds_per_epoch or data.n * data.P * 3e-9) * ne > _THREAD_AFTER
             try:
                 t_before = t
                 t, row, diverged_at = stop.run(run_epochs, *args) if threaded else run_epochs(*args)
@@ -496,44 +609,44 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                 done = e_stop
                 # continue in that epoch: keep its row order, and the stream as it was after drawing it
                 given_first = perm is not None
-                perm = order[e_stop - e0].copy() if shuffled else None
-                if shuffled:
-                    shuffle_rng.bit_generator.state = rng_before
+                perm = order[e_stop - e0].copy() if buf.shuffled else None
+                if buf.shuffled:
+                    buf.shuffle_rng.bit_generator.state = rng_before
                     for _ in range(e_stop - e0 + 1 - (1 if given_first else 0)):
-                        shuffle_rng.permutation(n)
+                        buf.shuffle_rng.permutation(data.n)
                 e0 = e_stop
                 break
             done = e0 + ne
             offset, perm = 0, None
             if seconds_per_epoch is None:
                 seconds_per_epoch = (time.perf_counter() - tick) / ne
-                if progress is not False:
-                    bar = _progress_bar(progress, epochs, seconds_per_epoch)
+                if s.progress is not False:
+                    bar = _progress_bar(s.progress, s.epochs, seconds_per_epoch)
                 if bar is not None:  # the bar moves about ten times a second
-                    step_chunk = max(1, min(chunk, int(0.1 / max(seconds_per_epoch, 1e-9))))
-                elif keeper is not None:  # return often enough to write a checkpoint about every second
-                    step_chunk = max(1, min(chunk, int(1.0 / max(seconds_per_epoch, 1e-9))))
+                    step_chunk = max(1, min(buf.chunk, int(0.1 / max(seconds_per_epoch, 1e-9))))
+                elif buf.keeper is not None:  # return often enough to write a checkpoint about every second
+                    step_chunk = max(1, min(buf.chunk, int(1.0 / max(seconds_per_epoch, 1e-9))))
                 else:
-                    step_chunk = chunk
-                if keeper is not None and checkpoint_every is not None:
-                    step_chunk = min(step_chunk, checkpoint_every)
+                    step_chunk = buf.chunk
+                if buf.keeper is not None and s.checkpoint_every is not None:
+                    step_chunk = min(step_chunk, s.checkpoint_every)
             if bar is not None:
                 bar.update(ne)
-                bar.set_postfix(loss=f"{history[done - 1]:.4g}", refresh=False)
+                bar.set_postfix(loss=f"{buf.history[done - 1]:.4g}", refresh=False)
             e0 += ne
-            if plateau:
-                plateau.step(float(monitored[done - 1]))
-            if stopper and stopper.update(done - 1, float(monitored[done - 1]), theta):
+            if buf.plateau:
+                buf.plateau.step(float(buf.monitored[done - 1]))
+            if buf.stopper and buf.stopper.update(done - 1, float(buf.monitored[done - 1]), buf.theta):
                 break
-            if keeper is not None and e0 < total and keeper.due(done - e_first, row + 1):
-                rng_before = shuffle_rng.bit_generator.state
-                keeper.write(snapshot(), done, row + 1)
-        if stop.requested and not interrupted and diverged_at < 0 and e0 < total and not (
-                stopper and stopper.stopped_epoch is not None):
+            if buf.keeper is not None and e0 < buf.total and buf.keeper.due(done - buf.e_first, row + 1):
+                rng_before = buf.shuffle_rng.bit_generator.state
+                buf.keeper.write(snapshot(), done, row + 1)
+        if stop.requested and not interrupted and diverged_at < 0 and e0 < buf.total and not (
+                buf.stopper and buf.stopper.stopped_epoch is not None):
             interrupted, offset, perm = True, 0, None  # Ctrl-C between two calls: at an epoch boundary
     if bar is not None:
         bar.close()
-    rng_before = shuffle_rng.bit_generator.state
+    rng_before = buf.shuffle_rng.bit_generator.state
     if diverged_at >= 0:
         warnings.warn(
             f"training diverged at step {diverged_at} (epoch {done}): the loss or the parameters became "
@@ -545,18 +658,23 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
             "(interrupted=True); train(X, y, resume=result, epochs=...) continues it exactly.",
             InterruptedWarning, stacklevel=_user_stacklevel())
     result = snapshot()
-    if keeper is not None:
-        keeper.write(result, done)
+    if buf.keeper is not None:
+        buf.keeper.write(result, done)
     return result
 
 
-def _result(layout, theta, state, t, row, e0, offset, perm, rng_state, stopper, plateau, history, lr_history,
-            val_history, done, diverged_at, interrupted, previous, trace, trace_every, state_rows, tr_index,
-            tr_scalars, tr_params, tr_grad, tr_update, tr_state, device, Xa, ya, Xv, yv, shuffle_seq, n, shuffled,
-            config, started, compile_seconds, x_scaler, y_scaler, inputs):
+def _result(s, data, buf, t, row, e0, offset, perm, rng_state, done, diverged_at, interrupted, previous, config,
+            started, compile_seconds, inputs):
     """The TrainResult of the run so far: the parameters (the best epoch's with restore_best), the
     history and trace of the whole run (a resumed run's include its previous run's), and the
     continuation that train(resume=...) starts from."""
+    layout, trace, trace_every, device = s.layout, s.trace, s.trace_every, s.device
+    theta, state, stopper, plateau, shuffled = buf.theta, buf.state, buf.stopper, buf.plateau, buf.shuffled
+    history, lr_history, val_history = buf.history, buf.lr_history, buf.val_history
+    tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state = (buf.tr_index, buf.tr_scalars, buf.tr_params,
+                                                                    buf.tr_grad, buf.tr_update, buf.tr_state)
+    Xa, ya, Xv, yv, n, state_rows = data.Xa, data.ya, data.Xv, data.yv, data.n, data.state_rows
+    shuffle_seq, x_scaler, y_scaler = data.shuffle_seq, data.x_scaler, data.y_scaler
     cont = Continuation(
         theta.copy(), state.copy(), t, e0 if interrupted else done, offset if interrupted else 0,
         perm if interrupted else None, rng_state,
