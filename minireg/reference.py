@@ -43,34 +43,41 @@ LOSSES = ("mse", "huber", "mae")
 
 
 def batches(n, batch_size, shuffle, rng):
-    """The row indices of each batch of one epoch.
+    """The rows of each batch of one epoch, to index X and y with.
 
     Full batch (``batch_size`` None or ≥ n): one batch of all rows in order, and no permutation is
     drawn. Otherwise the rows in a fresh order ``rng.permutation(n)`` when shuffling (one draw per
     epoch), or in their own order, cut into consecutive batches; the last one keeps the rest.
+    Rows in their own order are given as slices, so that X[rows] is a view, not a copy.
     """
     bs = n if batch_size is None else min(batch_size, n)
     if bs < n and shuffle:
         order = rng.permutation(n)
-    else:
-        order = np.arange(n)
-    return [order[start:start + bs] for start in range(0, n, bs)]
+        return [order[start:start + bs] for start in range(0, n, bs)]
+    return [slice(start, start + bs) for start in range(0, n, bs)]
 
 
 # --------------------------------------------------------------------------------------------------
 # model
 
 
-def layers_of(theta, layout):
-    """[(W1, b1), (W2, b2), …]: named views into the flat parameter vector ``theta``."""
-    named = layout.unflatten(theta)
-    return [(named[f"W{k + 1}"], named[f"b{k + 1}"]) for k in range(layout.n_layers)]
+def layers_of(theta, sizes):
+    """[(W1, b1), (W2, b2), …]: views into the flat parameter vector ``theta`` = (W1, b1, W2, …),
+    with Wk of shape (sizes[k-1], sizes[k]) stored row by row, and bk of shape (sizes[k],)."""
+    layers, off = [], 0
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        W = theta[off:off + fan_in * fan_out].reshape(fan_in, fan_out)
+        off += fan_in * fan_out
+        b = theta[off:off + fan_out]
+        off += fan_out
+        layers.append((W, b))
+    return layers
 
 
 def activate(activation, z):
     """a = f(z):  relu max(z, 0) (NaN stays NaN), tanh, sigmoid 1/(1 + e^−z), identity z."""
     if activation == "relu":
-        return np.where(z <= 0, 0.0, z).astype(z.dtype, copy=False)
+        return np.maximum(z, 0.0)
     if activation == "tanh":
         return np.tanh(z)
     if activation == "sigmoid":
@@ -130,7 +137,7 @@ def loss_and_dpred(loss, pred, y, delta=1.0):
         dl = np.clip(r, -delta, delta)
     else:
         per_row, dl = np.abs(r), np.sign(r)
-    return np.sum(per_row) / B, dl * (1.0 / B)
+    return per_row.sum() / B, dl * (1.0 / B)
 
 
 def dataset_loss(layers, X, y, loss, delta=1.0, activation="identity"):
@@ -159,10 +166,9 @@ def backward(layers, acts, dpred, activation="identity"):
     return grads
 
 
-def flat(pairs, layout, dtype):
-    """[(gW1, gb1), …] as one flat vector in the parameters' layout."""
-    return layout.flatten({f"{n}{k + 1}": a for k, pair in enumerate(pairs) for n, a in zip("Wb", pair,
-                                                                                            strict=True)}, dtype)
+def flat(pairs):
+    """[(gW1, gb1), (gW2, gb2), …] as one flat vector in the parameters' layout (W1, b1, W2, …)."""
+    return np.concatenate([a.ravel() for pair in pairs for a in pair])
 
 
 def add_l1(g, theta, l1, n_weights):
@@ -182,7 +188,7 @@ def clip(g, clip_grad_norm=None, clip_grad_value=None):
     """
     clipped = False
     if clip_grad_norm:
-        coef = clip_grad_norm / (np.sqrt(np.sum(g * g)) + 1e-6)
+        coef = clip_grad_norm / (np.sqrt((g * g).sum()) + 1e-6)
         if coef < 1:
             g, clipped = g * coef, True
     if clip_grad_value:
@@ -193,8 +199,18 @@ def clip(g, clip_grad_norm=None, clip_grad_value=None):
 
 # --------------------------------------------------------------------------------------------------
 # optimizers: one step each, torch.optim's arithmetic in torch's order. Each takes the parameters
-# p, the gradient g, the optimizer's state (a dict of arrays, updated in place), the 1-based step
-# counter t and the learning rate lr, and returns the new parameters.
+# p, the gradient g, the optimizer's state (a dict of arrays from init_state, whose entries it
+# replaces), the 1-based step counter t and the learning rate lr, and returns the new parameters.
+
+
+def init_state(optimizer, p, hparams):
+    """The optimizer's state before its first step: zeros, Adagrad's sum at initial_accumulator_value.
+    SGD's momentum buffer is absent until the first step sets it (torch's ``buf is None``)."""
+    if optimizer == "sgd":
+        return {}
+    if optimizer == "adagrad":
+        return {"sum": np.full_like(p, hparams["initial_accumulator_value"])}
+    return {name: np.zeros_like(p) for name in state_names(optimizer, hparams)}
 
 
 def sgd_step(p, g, state, t, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
@@ -230,17 +246,17 @@ def rmsprop_step(p, g, state, t, lr, alpha=0.99, eps=1e-8, centered=False, momen
     """
     if weight_decay != 0:
         g = g + weight_decay * p
-    v = alpha * state.get("square_avg", np.zeros_like(p)) + (1 - alpha) * g * g
+    v = alpha * state["square_avg"] + (1 - alpha) * g * g
     state["square_avg"] = v
     if centered:
-        ga = state.get("grad_avg", np.zeros_like(p))
+        ga = state["grad_avg"]
         ga = ga + (1 - alpha) * (g - ga)
         state["grad_avg"] = ga
         avg = np.sqrt(v - ga * ga) + eps
     else:
         avg = np.sqrt(v) + eps
     if momentum > 0:
-        buf = momentum * state.get("momentum_buffer", np.zeros_like(p)) + g / avg
+        buf = momentum * state["momentum_buffer"] + g / avg
         state["momentum_buffer"] = buf
         return p - lr * buf
     return p - lr * (g / avg)
@@ -262,14 +278,14 @@ def adam_step(p, g, state, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay
             p = p * (1 - lr * weight_decay)
         else:
             g = g + weight_decay * p
-    m = state.get("exp_avg", np.zeros_like(p))
+    m = state["exp_avg"]
     m = m + (1 - beta1) * (g - m)
-    v = state.get("exp_avg_sq", np.zeros_like(p)) * beta2 + (1 - beta2) * g * g
+    v = state["exp_avg_sq"] * beta2 + (1 - beta2) * g * g
     state["exp_avg"], state["exp_avg_sq"] = m, v
     step_size = lr / (1 - beta1 ** t)
     bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
     if amsgrad:
-        v = np.maximum(state.get("max_exp_avg_sq", np.zeros_like(p)), v)
+        v = np.maximum(state["max_exp_avg_sq"], v)
         state["max_exp_avg_sq"] = v
     denom = np.sqrt(v) / bias_correction2_sqrt + eps
     return p - step_size * (m / denom)
@@ -291,7 +307,7 @@ def adagrad_step(p, g, state, t, lr, lr_decay=0.0, weight_decay=0.0, initial_acc
     if weight_decay != 0:
         g = g + weight_decay * p
     clr = lr / (1 + (t - 1) * lr_decay)
-    s = state.get("sum", np.full_like(p, initial_accumulator_value)) + g * g
+    s = state["sum"] + g * g
     state["sum"] = s
     return p - clr * (g / (np.sqrt(s) + eps))
 
@@ -349,7 +365,8 @@ class ReferenceRun:
         return self.layout.unflatten(self.params)
 
     def predict(self, X):
-        return predict(layers_of(self.params, self.layout), np.asarray(X, self.params.dtype), self.activation)
+        X = np.asarray(X, self.params.dtype)
+        return predict(layers_of(self.params, self.layout.sizes), X, self.activation)
 
     def _finish(self):
         self.losses, self.lrs = np.array(self.losses), np.array(self.lrs)
@@ -402,17 +419,17 @@ def train_reference(X, y, *, model="linear", hidden=(10,), activation="relu", lo
     names = state_names(optimizer, h)
     run = ReferenceRun(layout, activation)
     run.state = {name: [] for name in names} if trace else {}
-    state = {}
+    state = init_state(optimizer, theta, h)
     t = 0
     for epoch in range(epochs):
         for rows in batches(n, batch_size, shuffle, rng):
             lr_t = step_lrs[t] if step_lrs is not None else epoch_lrs[epoch] if epoch_lrs is not None else lr
             if power_t > 0:
                 lr_t = lr_t / (t + 1.0) ** power_t
-            layers = layers_of(theta, layout)
+            layers = layers_of(theta, layout.sizes)
             acts = forward(layers, X[rows], activation)
             batch_loss, dpred = loss_and_dpred(loss, acts[-1][:, 0], y[rows], delta)
-            g = flat(backward(layers, acts, dpred, activation), layout, dtype)
+            g = flat(backward(layers, acts, dpred, activation))
             g = add_l1(g, theta, l1, n_weights)
             g_opt, was_clipped = clip(g, clip_grad_norm, clip_grad_value)
             t += 1
@@ -427,12 +444,12 @@ def train_reference(X, y, *, model="linear", hidden=(10,), activation="relu", lo
                 for name in names:
                     run.state[name].append(state[name])
             theta = new
-            if not (np.isfinite(batch_loss) and np.all(np.isfinite(theta))):
+            if not (np.isfinite(batch_loss) and np.isfinite(theta).all()):
                 run.diverged_at = t - 1
                 break
         if run.diverged_at is not None:
             break
         if history:
-            run.history.append(dataset_loss(layers_of(theta, layout), X, y, loss, delta, activation))
+            run.history.append(dataset_loss(layers_of(theta, layout.sizes), X, y, loss, delta, activation))
     run.params = theta
     return run._finish()
