@@ -400,6 +400,8 @@ def train_reference(X, y, *, model="linear", hidden=(10,), activation="relu", lo
     if unknown:
         raise TypeError(f"unknown hyperparameters for {optimizer}: {sorted(unknown)}")
     h = {**DEFAULTS[optimizer], **hparams}
+    if model not in ("linear", "mlp"):
+        raise ValueError(f"model={model!r} is not 'linear' or 'mlp'")
     if model == "linear":
         hidden, activation = (), "identity"
     elif activation not in ACTIVATIONS:
