@@ -17,7 +17,6 @@ below by min_epochs, so they dominate the run time.
 """
 import argparse
 import datetime
-import math
 import os
 import platform
 import subprocess
@@ -183,62 +182,14 @@ def torch_runner(wl, X, y):
 
 
 def numpy_runner(wl, X, y):
-    """Hand-written forward/backward/update: MSE, torch-style init, torch's SGD/Adam formulas."""
-    y2 = y.reshape(-1, 1)
-    n_layers = len(wl.sizes) - 1
-    if wl.activation == "relu":
-        act, dact = (lambda z: np.maximum(z, 0, out=z)), (lambda a: a > 0)
-    else:
-        act, dact = (lambda z: np.tanh(z, out=z)), (lambda a: 1 - a * a)
-    b1, b2, eps = 0.9, 0.999, 1e-8
-
-    def gradients(params, xb, yb):
-        acts = [xb]
-        for k, (W, b) in enumerate(params):
-            z = acts[-1] @ W
-            z += b
-            acts.append(act(z) if k < n_layers - 1 else z)
-        delta = (acts[-1] - yb) * (2.0 / len(xb))
-        grads = [None] * n_layers
-        for k in range(n_layers - 1, -1, -1):
-            grads[k] = (acts[k].T @ delta, delta.sum(axis=0))
-            if k > 0:
-                delta = (delta @ params[k][0].T) * dact(acts[k])
-        return [g for pair in grads for g in pair]
+    """minireg.reference: the same training in plain NumPy (torch init, torch's SGD/Adam, the same
+    batches), the readable twin of the compiled loop that tests/test_reference.py checks."""
+    from minireg.reference import train_reference
 
     def run(epochs):
-        rng = np.random.default_rng(0)
-        params = []
-        for k in range(n_layers):
-            bound = 1 / math.sqrt(wl.sizes[k])
-            params.append(tuple(rng.uniform(-bound, bound, shape).astype(wl.dtype)
-                                for shape in ((wl.sizes[k], wl.sizes[k + 1]), (wl.sizes[k + 1],))))
-        flat = [p for pair in params for p in pair]
-        m = [np.zeros_like(p) for p in flat]
-        v = [np.zeros_like(p) for p in flat]
-        n, bs, steps = wl.n, wl.batch, 0
-        for _ in range(epochs):
-            if wl.shuffled:
-                perm = rng.permutation(n)
-                Xe, ye = X[perm], y2[perm]
-            else:
-                Xe, ye = X, y2
-            for i in range(0, n, bs):
-                grads = gradients(params, Xe[i:i + bs], ye[i:i + bs])
-                steps += 1
-                if wl.optimizer == "sgd":
-                    for p, g in zip(flat, grads, strict=True):
-                        p -= wl.lr * g
-                    continue
-                step_size = wl.lr / (1 - b1**steps)
-                sqrt_bc2 = math.sqrt(1 - b2**steps)
-                for p, g, mi, vi in zip(flat, grads, m, v, strict=True):
-                    mi *= b1
-                    mi += (1 - b1) * g
-                    vi *= b2
-                    vi += (1 - b2) * g * g
-                    p -= step_size * mi / (np.sqrt(vi) / sqrt_bc2 + eps)
-        return steps
+        return train_reference(X, y, model=wl.model, hidden=wl.hidden, activation=wl.activation,
+                               optimizer=wl.optimizer, lr=wl.lr, epochs=epochs, batch_size=wl.batch_size,
+                               dtype=wl.dtype).n_steps
     return run
 
 
@@ -380,7 +331,7 @@ NOTES = [
     "minireg's call also validates and copies X/y, initialises, allocates, and computes the full-set "
     "loss after every epoch (minibatch runs) or once at the end (full batch); the other loops only train.",
     "torch: manual loop (zero_grad, forward, mse_loss, backward, step), per-epoch randperm gather then "
-    "slicing; numpy: same math by hand (torch init, torch SGD/Adam formulas).",
+    "slicing; numpy: minireg.reference, the same training in plain NumPy (torch init, torch SGD/Adam formulas).",
     "sklearn semantics differ: MLPRegressor minimises ½·MSE with Glorot init (per step = one "
     "minibatch update); SGDRegressor(squared_error) minimises ½·(y−p)² per sample with its own "
     "intercept update (W3b only). n/a: no equivalent estimator.",

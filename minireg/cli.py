@@ -629,55 +629,15 @@ def _bench_data(n, d, hidden, seed=0):
     return X, y + 0.1 * rng.standard_normal(n)
 
 
-def _numpy_loop(X, y, sizes, optimizer, lr, batch_size):
-    """The same math in plain NumPy: MSE, torch-style init, torch's SGD / Adam; relu hidden layers."""
-    n_layers = len(sizes) - 1
-    y2 = y.reshape(-1, 1)
-    n = X.shape[0]
-    bs = n if batch_size is None else min(batch_size, n)
-    b1, b2, eps = 0.9, 0.999, 1e-8
+def _numpy_loop(X, y, hidden, optimizer, lr, batch_size):
+    """The same training in plain NumPy: minireg.reference, the readable twin of the compiled loop
+    (MSE, torch's init and optimizers, relu hidden layers, the same batches)."""
+    from .reference import train_reference
+    kw = dict(model="mlp" if hidden else "linear", hidden=hidden or (10,), activation="relu",
+              optimizer=optimizer, lr=lr, batch_size=batch_size)
 
     def run(epochs):
-        rng = np.random.default_rng(0)
-        params = []
-        for k in range(n_layers):
-            bound = 1 / math.sqrt(sizes[k])
-            params += [rng.uniform(-bound, bound, (sizes[k], sizes[k + 1])), rng.uniform(-bound, bound, sizes[k + 1])]
-        m = [np.zeros_like(p) for p in params]
-        v = [np.zeros_like(p) for p in params]
-        steps = 0
-        for _ in range(epochs):
-            if bs < n:
-                perm = rng.permutation(n)
-                Xe, ye = X[perm], y2[perm]
-            else:
-                Xe, ye = X, y2
-            for i in range(0, n, bs):
-                xb, yb = Xe[i:i + bs], ye[i:i + bs]
-                acts = [xb]
-                for k in range(n_layers):
-                    z = acts[-1] @ params[2 * k] + params[2 * k + 1]
-                    acts.append(np.maximum(z, 0) if k < n_layers - 1 else z)
-                delta = (acts[-1] - yb) * (2.0 / len(xb))
-                grads = [None] * (2 * n_layers)
-                for k in range(n_layers - 1, -1, -1):
-                    grads[2 * k], grads[2 * k + 1] = acts[k].T @ delta, delta.sum(axis=0)
-                    if k:
-                        delta = (delta @ params[2 * k].T) * (acts[k] > 0)
-                steps += 1
-                if optimizer == "sgd":
-                    for p, g in zip(params, grads, strict=True):
-                        p -= lr * g
-                    continue
-                step_size = lr / (1 - b1 ** steps)
-                sqrt_bc2 = math.sqrt(1 - b2 ** steps)
-                for p, g, mi, vi in zip(params, grads, m, v, strict=True):
-                    mi *= b1
-                    mi += (1 - b1) * g
-                    vi *= b2
-                    vi += (1 - b2) * g * g
-                    p -= step_size * mi / (np.sqrt(vi) / sqrt_bc2 + eps)
-        return steps
+        return train_reference(X, y, epochs=epochs, **kw).n_steps
     return run
 
 
@@ -745,7 +705,7 @@ def cmd_bench(args):
             return run
         untraced = _measure(runner(False), target_s, repeats, 10**6)
         traced = _measure(runner(True), target_s, repeats, traced_max)
-        plain = _measure(_numpy_loop(X, y, sizes, optimizer, lr, bs), target_s, repeats, 10**6)
+        plain = _measure(_numpy_loop(X, y, hidden, optimizer, lr, bs), target_s, repeats, 10**6)
         row = [f"{key} {label}", untraced, traced, plain, f"{plain / untraced:.1f}x"]
         if use_cuda:
             try:
@@ -758,7 +718,8 @@ def cmd_bench(args):
     for r in rows:
         cells = [f"{v:>13.3g}" if isinstance(v, float) else f"{v:>13}" for v in r[1:]]
         print(f"  {r[0]:<{width}}  " + "  ".join(cells))
-    print("  +trace: trace=True (every step's params, gradient, update and optimizer state recorded).")
+    print("  +trace: trace=True (every step's params, gradient, update and optimizer state recorded); "
+          "numpy: the same training by minireg.reference, in plain NumPy.")
     if not use_cuda:
         print(f"  cuda: not measured: {why}.")
     print("The full comparisons (PyTorch, scikit-learn, larger workloads, float32) are in benchmarks/: "

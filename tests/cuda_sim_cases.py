@@ -26,6 +26,7 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from conftest import nonlinear_data  # noqa: E402
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 if not SIMULATOR:
@@ -204,13 +205,6 @@ OPTIMIZERS = {
 LOSSES = {"mse": dict(loss="mse"), "huber": dict(loss="huber", delta=0.5), "mae": dict(loss="mae")}
 
 
-def _data(n=11, d=3, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    y = np.sin(X[:, 0]) + X[:, 1] * X[:, -1] + 0.1 * rng.normal(size=n)
-    return X, y
-
-
 def _close(got, want, tol, what):
     np.testing.assert_allclose(got, want, err_msg=what, **tol)
 
@@ -260,7 +254,7 @@ def both(X, y, tol=F64, **kw):
 @pytest.mark.parametrize("loss", list(LOSSES))
 @pytest.mark.parametrize("opt", list(OPTIMIZERS))
 def test_linear_every_optimizer_and_loss(opt, loss):
-    X, y = _data()
+    X, y = nonlinear_data(11, 3)
     # batch 4 over 11 rows: a partial last batch of 3; shuffled batches drawn on the host
     both(X, y, epochs=2, batch_size=4, shuffle=True, **OPTIMIZERS[opt], **LOSSES[loss])
 
@@ -272,7 +266,7 @@ _MLP_CASES = [(act, loss) for act in ("relu", "tanh", "sigmoid", "identity") for
 def test_mlp_every_activation_and_loss(act, loss):
     # the 12 cases cycle through the 9 optimizer settings, so each one also runs an MLP
     opt = list(OPTIMIZERS)[_MLP_CASES.index((act, loss)) % len(OPTIMIZERS)]
-    X, y = _data(n=7)
+    X, y = nonlinear_data(7, 3)
     both(X, y, model="mlp", hidden=(5, 3), activation=act, epochs=2, batch_size=4, shuffle=True,
          **OPTIMIZERS[opt], **LOSSES[loss])
 
@@ -280,7 +274,7 @@ def test_mlp_every_activation_and_loss(act, loss):
 def test_layers_wider_than_a_block_tile():
     # d = 9 and widths 9 and 17 exceed a block's BT x BT outputs and grad_one_output's CW columns
     # (8 and 4 at MINIREG_CUDA_TPB=4): every kernel runs blocks at non-zero row/column offsets
-    X, y = _data(n=13, d=9)
+    X, y = nonlinear_data(13, 9)
     both(X, y, model="mlp", hidden=(9, 17), activation="tanh", epochs=2, batch_size=6, optimizer="adam", lr=0.02,
          weight_decay=0.01)
     both(X, y, epochs=2, batch_size=6, optimizer="sgd", lr=0.05, momentum=0.9, l1=0.01)
@@ -301,7 +295,7 @@ def test_full_batch_rows_split_into_segments_with_l1_and_norm_clipping(monkeypat
             return reduce_segments[config]
 
     monkeypatch.setattr(loop.M, "reduce_segments", Counting())
-    X, y = _data(n=24, d=3)
+    X, y = nonlinear_data(24, 3)
     both(X, y, epochs=4, batch_size=None, optimizer="sgd", lr=0.1, l1=0.05, clip_grad_norm=0.5,
          schedule="step", step_size=2, gamma=0.5)
     from minireg.cuda._config import TILE
@@ -312,13 +306,13 @@ def test_full_batch_rows_split_into_segments_with_l1_and_norm_clipping(monkeypat
 def test_mlp_value_clipping_invscaling_and_trace_every():
     # batches of 12 and 8 rows: the output layer's weight gradient is split into row segments in
     # the first batch (not in the second), and the hidden layers span several row tiles
-    X, y = _data(n=20)
+    X, y = nonlinear_data(20, 3)
     both(X, y, model="mlp", hidden=(4, 3), activation="tanh", epochs=3, batch_size=12, optimizer="sgd",
          lr=0.2, momentum=0.9, clip_grad_value=0.05, schedule="invscaling", power_t=0.5, trace_every=2)
 
 
 def test_norms_trace_unshuffled_cosine_and_no_trace():
-    X, y = _data(n=10)
+    X, y = nonlinear_data(10, 3)
     kw = dict(model="mlp", hidden=(3, 2), activation="relu", epochs=3, batch_size=4, shuffle=False,
               optimizer="rmsprop", lr=0.01, clip_grad_norm=0.1, schedule="cosine", T_max=3)
     both(X, y, trace="norms", **kw)
@@ -334,7 +328,7 @@ def test_validation_early_stopping_and_plateau_run_one_epoch_per_call():
         binds.append(1)
         return orig(self, *a, **k)
 
-    X, y = _data(n=16)
+    X, y = nonlinear_data(16, 3)
     loop.Context.bind = counting_bind
     try:
         rc, rg = both(X, y, epochs=8, batch_size=5, optimizer="adam", lr=0.3, validation=0.25,
@@ -347,7 +341,7 @@ def test_validation_early_stopping_and_plateau_run_one_epoch_per_call():
 
 
 def test_step_lrs_one_lr_per_step():
-    X, y = _data(n=8)
+    X, y = nonlinear_data(8, 3)
     both(X, y, epochs=2, batch_size=3, optimizer="adamw", lr=0.01, step_lrs=np.linspace(0.01, 0.1, 6))
 
 
@@ -355,7 +349,7 @@ def test_step_lrs_one_lr_per_step():
 # float32 and divergence
 
 def test_float32_runs_stay_float32():
-    X, y = _data(n=9)
+    X, y = nonlinear_data(9, 3)
     rc, rg = both(X, y, tol=F32, dtype="float32", model="mlp", hidden=(4, 3), activation="sigmoid",
                   epochs=2, batch_size=4, optimizer="adam", lr=0.05, amsgrad=True)
     assert rg.theta.dtype == np.float32 and rg.trace.grad.dtype == np.float32
@@ -390,7 +384,7 @@ def test_divergence_on_a_step_that_is_not_recorded():
         rc, rg = both(X, y, optimizer="sgd", lr=10, batch_size=32, epochs=50, trace=trace, trace_every=7)
         assert rg.diverged_at == 110 and int(rg.trace.step[-1]) == 110
     # a full-batch float32 run whose loss overflows: stops at the same step, no trace
-    Xs, ys = _data(n=6, d=2)
+    Xs, ys = nonlinear_data(6, 2)
     rc, rg = both(Xs * 1e3, ys * 1e3, tol=F32, dtype="float32", optimizer="sgd", lr=1.0, epochs=40,
                   trace=False)
     assert rg.diverged and rg.diverged_at == rc.diverged_at

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import linear_data
 
 import minireg
 from minireg import cli, datasets
@@ -18,9 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def data(tmp_path_factory):
     """The same 3-feature data set as .csv, .npz and .npy (target last), plus a few broken files."""
     d = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(120, 3))
-    y = X @ np.array([1.0, 2.0, -1.0]) + 0.5 + 0.1 * rng.normal(size=120)
+    X, y = linear_data(120, 3, seed=0, w=[1.0, 2.0, -1.0], intercept=0.5)
     lines = ["a,b,c,y"] + [",".join(repr(float(v)) for v in (*row, t)) for row, t in zip(X, y, strict=True)]
     (d / "data.csv").write_text("\n".join(lines) + "\n")
     np.savez(d / "data.npz", X=X, y=y)

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import linear_data
 
 import minireg
 from minireg import datasets
@@ -33,9 +34,7 @@ def test_every_code_has_a_constructed_case():
 
 
 def _healthy():
-    rng = np.random.default_rng(5)
-    X3 = rng.normal(size=(200, 3))
-    y3 = X3 @ np.array([1.0, -2.0, 0.5]) + 0.3 + 0.1 * rng.normal(size=200)
+    X3, y3 = linear_data(200, 3, seed=5, w=[1.0, -2.0, 0.5], intercept=0.3)
     Xs, ys = datasets.sine(n=300)
     return [
         ("linear sgd minibatch", *datasets.linear_1d(), dict(optimizer="sgd", lr=0.3, batch_size=32, epochs=50)),

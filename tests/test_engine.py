@@ -7,16 +7,10 @@ import weakref
 
 import numpy as np
 import pytest
+from conftest import nonlinear_data
 
 import minireg
 from minireg import datasets
-
-
-def _mlp_data(n=60, d=4, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    y = np.sin(X[:, 0]) + X[:, 1] * X[:, -1] + 0.1 * rng.normal(size=n)
-    return X, y
 
 
 MLP_KW = dict(model="mlp", hidden=(8, 6), activation="tanh", optimizer="adam", lr=0.01,
@@ -24,7 +18,7 @@ MLP_KW = dict(model="mlp", hidden=(8, 6), activation="tanh", optimizer="adam", l
 
 
 def test_contract_example_runs():
-    X, y = _mlp_data()
+    X, y = nonlinear_data()
     r = minireg.train(X, y, model="mlp", hidden=(10,), activation="relu", loss="huber", delta=1.0,
                       optimizer="adam", lr=0.01, epochs=20, batch_size=32, shuffle=True, seed=0, trace=True)
     assert r.params["W1"].shape == (4, 10) and r.params["b1"].shape == (10,)
@@ -45,7 +39,7 @@ def test_contract_example_runs():
 
 
 def test_update_is_exactly_the_parameter_change():
-    X, y = _mlp_data()
+    X, y = nonlinear_data()
     for opt, kw in [("sgd", {"momentum": 0.9, "nesterov": True}), ("rmsprop", {"centered": True}),
                     ("adamw", {"weight_decay": 0.1})]:
         r = minireg.train(X, y, **{**MLP_KW, "optimizer": opt}, **kw)
@@ -58,7 +52,7 @@ def test_update_is_exactly_the_parameter_change():
 
 
 def test_history_is_the_full_data_loss_at_each_epoch_end():
-    X, y = _mlp_data()
+    X, y = nonlinear_data()
     r = minireg.train(X, y, **{**MLP_KW, "loss": "mse"})
     # the epoch-end parameters are those before the first step of the next epoch
     starts = np.flatnonzero(np.diff(r.trace.epoch)) + 1
@@ -87,7 +81,7 @@ def test_full_batch_history_matches_minibatch_definition():
 
 
 def test_same_seed_is_bit_identical_and_another_seed_differs():
-    X, y = _mlp_data()
+    X, y = nonlinear_data()
     a = minireg.train(X, y, **MLP_KW, seed=5)
     b = minireg.train(X, y, **MLP_KW, seed=5)
     c = minireg.train(X, y, **MLP_KW, seed=6)
@@ -98,7 +92,7 @@ def test_same_seed_is_bit_identical_and_another_seed_differs():
 
 
 def test_shuffle_changes_batches_and_no_shuffle_takes_consecutive_rows():
-    X, y = _mlp_data()
+    X, y = nonlinear_data()
     init = minireg.train(X, y, **{**MLP_KW, "epochs": 1}).trace.unflatten(
         minireg.train(X, y, **{**MLP_KW, "epochs": 1}).trace.params[0])
     kw = {**MLP_KW, "optimizer": "sgd", "init": init}
@@ -145,7 +139,7 @@ def test_divergence_is_recorded_even_between_trace_rows():
 
 
 def test_trace_every_and_norms_mode():
-    X, y = _mlp_data()
+    X, y = nonlinear_data()
     full = minireg.train(X, y, **MLP_KW)
     sparse = minireg.train(X, y, **MLP_KW, trace_every=3)
     norms = minireg.train(X, y, **{**MLP_KW, "trace": "norms"})
@@ -164,7 +158,7 @@ def test_trace_every_and_norms_mode():
 
 def test_a_dropped_result_frees_its_trace_at_once():
     """No reference cycle keeps a trace (often hundreds of MB) alive until the cycle collector runs."""
-    X, y = _mlp_data()
+    X, y = nonlinear_data()
     r = minireg.train(X, y, **MLP_KW)
     assert r.trace.step(3)["step"] == 3 and r.trace.step[3] == 3
     refs = [weakref.ref(o) for o in (r, r.trace, r.trace.params)]
@@ -177,7 +171,7 @@ def test_a_dropped_result_frees_its_trace_at_once():
 
 
 def test_trace_budget_refuses_before_allocating():
-    X, y = _mlp_data()
+    X, y = nonlinear_data()
     with pytest.raises(ValueError, match=r"trace would need .*trace_every=.*trace='norms'.*trace_budget"):
         minireg.train(X, y, **{**MLP_KW, "epochs": 10**7}, trace_budget=2**20)
     r = minireg.train(X, y, **{**MLP_KW, "epochs": 3}, trace_budget=2**20)
@@ -196,7 +190,7 @@ def test_float32_runs_in_float32_and_matches_float64():
 
 
 def test_init_dict_is_copied_and_inputs_untouched():
-    X, y = _mlp_data()
+    X, y = nonlinear_data()
     X = np.asfortranarray(X)
     X0, y0 = X.copy(), y.copy()
     init = minireg.train(X, y, model="linear", epochs=1).params
@@ -210,7 +204,7 @@ def test_init_dict_is_copied_and_inputs_untouched():
 
 
 def test_init_schemes():
-    X, y = _mlp_data(d=30)
+    X, y = nonlinear_data(d=30)
     torch_like = minireg.train(X, y, model="mlp", hidden=(50,), epochs=1, lr=1e-12, init="torch").params
     keras_like = minireg.train(X, y, model="mlp", hidden=(50,), epochs=1, lr=1e-12, init="keras").params
     assert np.abs(torch_like["W1"]).max() <= 1 / np.sqrt(30) and np.abs(torch_like["b2"]).max() <= 1 / np.sqrt(50)
@@ -252,13 +246,13 @@ def test_dataframe_and_1d_inputs():
     ({"dtype": "float16"}, ValueError, "dtype='float16' is not one of"),
 ])
 def test_bad_arguments_get_one_clear_error(kwargs, exc, match):
-    X, y = _mlp_data(d=2)
+    X, y = nonlinear_data(d=2)
     with pytest.raises(exc, match=match):
         minireg.train(X, y, **kwargs)
 
 
 def test_bad_data_gets_one_clear_error():
-    X, y = _mlp_data(d=2)
+    X, y = nonlinear_data(d=2)
     Xn = X.copy()
     Xn[3, 1] = np.nan
     with pytest.raises(ValueError, match=r"X has 1 NaN/inf value\(s\) in 1 row\(s\) \(first rows \[3\]\) "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import linear_data
 
 import minireg
 from minireg import io as mio
@@ -20,10 +21,8 @@ NOT_A_RUN = r"is not a (complete )?minireg run"
 
 
 def _xy(n=60, d=3, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d)) * np.array([1.0, 10.0, 0.1])[:d] + 5.0
-    y = X @ np.array([1.0, -0.2, 3.0])[:d] + 0.1 * rng.normal(size=n)
-    return X, y
+    """Features on different scales, all around 5."""
+    return linear_data(n, d, seed, w=[1.0, -0.2, 3.0], x_scale=np.array([1.0, 10.0, 0.1])[:d], x_shift=5.0)
 
 
 RUNS = {

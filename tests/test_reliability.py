@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import linear_data
 
 import minireg
 from minireg import _validate as V
@@ -22,16 +23,9 @@ from minireg import _validate as V
 F32_MAX = float(np.finfo(np.float32).max)
 
 
-def _xy(n=20, d=2, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    y = X @ np.arange(1.0, d + 1) + 0.1 * rng.normal(size=n)
-    return X, y
-
-
 def _train(X=None, y=None, **kw):
     if X is None:
-        X, y = _xy()
+        X, y = linear_data()
     kw.setdefault("epochs", 2)
     return minireg.train(X, y, **kw)
 
@@ -39,7 +33,7 @@ def _train(X=None, y=None, **kw):
 # --------------------------------------------------------------------------------------------------
 # every kind of bad input: one ValueError/TypeError naming the argument, the value and what is allowed
 
-X0, Y0 = _xy()
+X0, Y0 = linear_data()
 _nan_X = X0.copy()
 _nan_X[[2, 7], 1] = np.nan
 _inf_y = Y0.copy()
@@ -254,7 +248,7 @@ def test_cuda_without_a_gpu_is_one_clear_error():
     ("robust-scaled", {"standardize": "robust"}, "X after standardize \\(robust\\) has .* beyond the float32 range"),
 ])
 def test_float32_refuses_values_it_cannot_hold(what, kw, match):
-    X, y = _xy()
+    X, y = linear_data()
     if what.startswith("y"):
         y = y * 1e50
     if what == "X":
@@ -270,7 +264,7 @@ def test_float32_refuses_values_it_cannot_hold(what, kw, match):
 
 
 def test_float32_accepts_huge_data_that_scaling_brings_into_range():
-    X, y = _xy()
+    X, y = linear_data()
     r = minireg.train(X * 1e120, y * 1e30, dtype="float32", standardize=True, standardize_y=True, epochs=3)
     assert np.isfinite(r.theta).all() and not r.diverged
     assert np.isfinite(r.predict(X * 1e120)).all()
@@ -279,7 +273,7 @@ def test_float32_accepts_huge_data_that_scaling_brings_into_range():
 
 
 def test_scalers_that_would_overflow_are_refused():
-    X, y = _xy()
+    X, y = linear_data()
     # z-scoring divides huge columns by their magnitude first: 1e200 features and targets train
     r = minireg.train(X * 1e200, y * 1e200, standardize=True, standardize_y=True, epochs=3)
     assert np.isfinite(r.theta).all() and np.isfinite(r.predict(X * 1e200)).all()
@@ -317,7 +311,7 @@ def _assert_clean_divergence(r, caught):
 @pytest.mark.parametrize("case", ["features-1e150", "lr-1e10", "targets-1e200", "float32-targets-1e30",
                                   "mlp-momentum-features-1e150", "int64-features"])
 def test_huge_valid_values_diverge_with_the_trace_intact(case):
-    X, y = _xy()
+    X, y = linear_data()
     kw = dict(epochs=200, batch_size=8, trace=True)
     if case == "features-1e150":
         X = X * 1e150
@@ -342,7 +336,7 @@ def test_huge_valid_values_diverge_with_the_trace_intact(case):
 
 
 def test_divergence_without_a_trace_and_with_validation_and_early_stopping():
-    X, y = _xy()
+    X, y = linear_data()
     with pytest.warns(minireg.DivergenceWarning):
         r = minireg.train(X, y * 1e200, epochs=20, batch_size=5, validation=0.25, early_stopping=2)
     assert r.diverged and r.diverged_at == 0 and r.trace is None
@@ -397,8 +391,8 @@ RICH = dict(standardize="robust", standardize_y=True, winsorize=(0.1, 0.9), wins
                                   "negative-stride", "int64", "pandas"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_inputs_are_never_modified(kind, dtype):
-    X, y = _xy(n=30, d=3)
-    Xv, yv = _xy(n=8, d=3, seed=1)
+    X, y = linear_data(n=30, d=3)
+    Xv, yv = linear_data(n=8, d=3, seed=1)
     if kind == "pandas":
         pd = pytest.importorskip("pandas")
         X, y = pd.DataFrame(X, columns=list("abc")), pd.Series(y, name="t")
@@ -425,7 +419,7 @@ def test_inputs_are_never_modified(kind, dtype):
 
 
 def test_step_lrs_and_fraction_validation_inputs_are_untouched():
-    X, y = _xy(n=12)
+    X, y = linear_data(n=12)
     X.setflags(write=False)
     lrs = np.full(6, 0.1)
     lrs.setflags(write=False)
@@ -437,7 +431,7 @@ def test_step_lrs_and_fraction_validation_inputs_are_untouched():
 
 def test_estimator_leaves_its_inputs_alone():
     from minireg import MiniRegressor
-    X, y = _xy(n=30, d=3)
+    X, y = linear_data(n=30, d=3)
     X = np.asfortranarray(X)
     X.setflags(write=False)
     X0, y0 = X.copy(), y.copy()
@@ -461,7 +455,7 @@ def test_estimator_leaves_its_inputs_alone():
     ({"epochs": 10 ** 10, "trace": "norms", "trace_budget": float("inf")}, r"trace \(trace='norms', trace_every=1\)"),
 ])
 def test_runs_that_cannot_fit_in_memory_are_refused_before_allocating(kw, culprit):
-    X, y = _xy()
+    X, y = linear_data()
     tracemalloc.start()
     try:
         with pytest.raises(ValueError, match=rf"this run would need about .* of memory but this machine has .*; "
@@ -491,14 +485,14 @@ def test_memory_check_counts_every_buffer_and_takes_a_limit():
 
 def test_trace_budget_refusal_still_comes_first():
     # the existing budget check (tests/test_engine.py) keeps its message for traces too big for the budget
-    X, y = _xy()
+    X, y = linear_data()
     with pytest.raises(ValueError, match=r"the trace would need .* trace_budget"):
         minireg.train(X, y, epochs=10 ** 7, trace=True)
 
 
 def test_memory_refusal_on_a_small_limit(monkeypatch):
     monkeypatch.setattr(V, "memory_limit", lambda: 2 ** 20)
-    X, y = _xy()
+    X, y = linear_data()
     with pytest.raises(ValueError, match=r"activation buffers \(batch_size=20 rows x layer widths \(20000, 1\)\)"
                                          r"|parameters, gradient"):
         minireg.train(X, y, model="mlp", hidden=(20000,))
@@ -510,7 +504,7 @@ def test_memory_refusal_on_a_small_limit(monkeypatch):
 
 
 def test_predict_validates_its_input():
-    X, y = _xy()
+    X, y = linear_data()
     r = minireg.train(X, y, epochs=2, standardize=True)
     bad = X[:3].copy()
     bad[1, 0] = np.nan
@@ -537,7 +531,7 @@ def test_predict_validates_its_input():
 
 
 def test_other_entry_points_validate_data_first():
-    X, y = _xy()
+    X, y = linear_data()
     bad = X.copy()
     bad[0, 0] = np.inf
     with pytest.raises(ValueError, match=r"X has 1 NaN/inf"):

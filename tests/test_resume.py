@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import linear_data
 
 import minireg
 from minireg import datasets
@@ -17,9 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _data(n=37, d=3, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    return X, X @ np.array([1.0, -2.0, 0.5][:d]) + 0.3 + 0.1 * rng.normal(size=n)
+    return linear_data(n, d, seed, w=[1.0, -2.0, 0.5], intercept=0.3)
 
 
 def assert_same_run(a, b):

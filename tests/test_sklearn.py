@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import linear_data
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score, train_test_split
@@ -28,10 +29,8 @@ CHANGED_DEFAULTS = {"optimizer": "adam", "epochs": 200, "standardize": True, "st
 
 def _linear_problem(n=300, seed=0):
     """y = X·w + 3 + noise with features on very different scales (R² of the truth ≈ 0.99)."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 4)) * np.array([1.0, 100.0, 0.01, 10.0]) + np.array([0.0, 500.0, 0.0, -20.0])
-    y = X @ np.array([2.0, 0.03, 150.0, -0.4]) + 3.0 + 0.3 * rng.normal(size=n)
-    return X, y
+    return linear_data(n, 4, seed, w=[2.0, 0.03, 150.0, -0.4], intercept=3.0, noise=0.3,
+                       x_scale=np.array([1.0, 100.0, 0.01, 10.0]), x_shift=np.array([0.0, 500.0, 0.0, -20.0]))
 
 
 @pytest.mark.parametrize("est", [
