@@ -27,13 +27,8 @@ import math
 
 import numpy as np
 
-from ._validate import OPTIMIZER_DEFAULTS
 from .layout import Layout, init_params
-
-# PyTorch's names and defaults; adagrad as torch.optim.Adagrad
-DEFAULTS = {**OPTIMIZER_DEFAULTS}
-DEFAULTS.setdefault("adagrad", {"lr_decay": 0.0, "weight_decay": 0.0, "initial_accumulator_value": 0.0,
-                                "eps": 1e-10})
+from .optim import DEFAULTS  # PyTorch's names and defaults, per optimizer
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
 LOSSES = ("mse", "huber", "mae")
 

@@ -14,14 +14,10 @@ import pytest
 from conftest import linear_data, nonlinear_data
 
 import minireg
-from minireg import _validate as V, reference as R
+from minireg import reference as R
 from minireg.controls import epoch_lrs
 
 TOL = dict(rtol=1e-12, atol=1e-12)
-HAS_ADAGRAD = "adagrad" in V.OPTIMIZERS
-needs_adagrad = pytest.mark.skipif(
-    not HAS_ADAGRAD, reason="minireg.train has no optimizer='adagrad' yet (minireg._validate.OPTIMIZERS); "
-    "these tests run once it lands")
 
 # every optimizer variant: (optimizer, lr, hyperparameters)
 VARIANTS = [
@@ -52,12 +48,8 @@ def _mid(m):
     return m.get("activation", "linear")
 
 
-def _marks(optimizer):
-    return [needs_adagrad] if optimizer == "adagrad" else []
-
-
 def _grid(variants):
-    return [pytest.param(v, id=_vid(v), marks=_marks(v[0])) for v in variants]
+    return [pytest.param(v, id=_vid(v)) for v in variants]
 
 
 def _both(X, y, **kw):
