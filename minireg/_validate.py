@@ -19,11 +19,18 @@ from .trace import row_bytes
 
 MODELS = ("linear", "mlp")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
-LOSSES = ("mse", "huber", "mae")
+LOSSES = ("mse", "huber", "mae", "squared_error")
 OPTIMIZERS = optim.NAMES
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda")
-INITS = ("torch", "keras", "zeros")
+INITS = ("torch", "keras", "sklearn", "zeros")
+FLAVORS = ("torch", "keras", "sklearn")
+# the other frameworks' names for train()'s arguments, accepted with their flavor
+ALIASES = {
+    "keras": {"learning_rate": "lr", "rho": "alpha", "epsilon": "eps", "beta_1": "beta1", "beta_2": "beta2"},
+    "sklearn": {"learning_rate_init": "lr", "alpha": "l2", "beta_1": "beta1", "beta_2": "beta2", "epsilon": "eps",
+                "nesterovs_momentum": "nesterov"},
+}
 
 OPTIMIZER_DEFAULTS = optim.DEFAULTS  # PyTorch names and defaults, beta1/beta2 for Adam's betas
 
@@ -395,7 +402,7 @@ def hidden_sizes(hidden):
     return tuple(integer("hidden[{}]".format(i), h, 1) for i, h in enumerate(sizes))
 
 
-def optimizer_hparams(optimizer, given):
+def optimizer_hparams(optimizer, given, flavor="torch"):
     """The optimizer's defaults updated with ``given`` (a dict), each value checked against its module's
     LIMITS (minireg/optim/), then the module's own checks across hyperparameters."""
     defaults = optim.DEFAULTS[optimizer]
@@ -413,8 +420,28 @@ def optimizer_hparams(optimizer, given):
         else:
             out[key] = real(key, value, low=limit.low, high=limit.high, low_open=limit.low_open,
                             high_open=limit.high_open)
-    optim.hyper(optimizer, out)  # raises for what the module refuses (SGD's Nesterov without momentum)
+    optim.hyper(optimizer, out, flavor)  # raises for what the module refuses (SGD's Nesterov without momentum)
     return out
+
+
+def index_array(name, value):
+    """An integer array of row indices (as int64)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer row indices, got an array of dtype {a.dtype}.")
+    return a.astype(np.int64)
+
+
+def row_orders(name, order, epochs, n):
+    """``order``: the rows' order for each of the run's epochs, shape (epochs, n), each row a permutation
+    of range(n)."""
+    if order.shape != (epochs, n):
+        raise ValueError(f"{name} has shape {order.shape}; it needs one row order per epoch: shape ({epochs}, {n}) "
+                         "(epochs, training rows).")
+    ok = (np.sort(order, axis=1) == np.arange(n)).all(axis=1)
+    if not ok.all():
+        e = int(np.flatnonzero(~ok)[0])
+        raise ValueError(f"{name}[{e}] is not a permutation of the {n} training rows (each row index once).")
 
 
 def init_spec(init, layout, model, dtype="float64"):

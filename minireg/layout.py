@@ -62,9 +62,10 @@ class Layout:
         return f"Layout({parts}; {self.size} parameters)"
 
 
-def init_params(layout, scheme, rng, dtype):
-    """Initial flat parameters. ``scheme`` is "torch", "keras", "zeros" or a dict of arrays
-    (already checked by _validate)."""
+def init_params(layout, scheme, rng, dtype, activation=None):
+    """Initial flat parameters. ``scheme`` is "torch", "keras", "sklearn", "zeros" or a dict of arrays
+    (already checked by _validate). For "sklearn" ``rng`` is a numpy RandomState, drawn from in
+    MLPRegressor's order (coefs_[0], intercepts_[0], coefs_[1], …)."""
     theta = np.zeros(layout.size, dtype=np.float64)
     if isinstance(scheme, dict):
         for n in layout.names:
@@ -78,6 +79,10 @@ def init_params(layout, scheme, rng, dtype):
         if scheme == "torch":  # nn.Linear: kaiming_uniform(a=√5) ⇒ U(±1/√fan_in) for W and b
             bound = 1.0 / np.sqrt(fi)
             theta[w] = rng.uniform(-bound, bound, fi * fo)
+            theta[b] = rng.uniform(-bound, bound, fo)
+        elif scheme == "sklearn":  # MLPRegressor._init_coef: U(±√(factor/(fan_in+fan_out))) for W and b
+            bound = np.sqrt((2.0 if activation == "sigmoid" else 6.0) / (fi + fo))
+            theta[w] = rng.uniform(-bound, bound, (fi, fo)).reshape(-1)
             theta[b] = rng.uniform(-bound, bound, fo)
         else:  # keras Dense: glorot_uniform kernel, zero bias
             limit = np.sqrt(6.0 / (fi + fo))

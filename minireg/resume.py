@@ -25,7 +25,7 @@ CHECKPOINT_SHARE = 0.04  # automatic interval: writing takes at most this share 
 # arguments a resumed run keeps from the run it continues (changing them would make the saved
 # parameters, state or data mean something else)
 FIXED_ON_RESUME = ("model", "hidden", "activation", "optimizer", "dtype", "standardize", "standardize_y",
-                   "winsorize", "winsorize_y", "seed", "init", "device")
+                   "winsorize", "winsorize_y", "seed", "init", "device", "flavor")
 
 
 class Continuation:
@@ -107,6 +107,7 @@ def resume_arguments(previous, call, given):
                                "standardize_y", "winsorize", "winsorize_y", "early_stopping", "min_delta",
                                "restore_best", "clip_grad_norm", "clip_grad_value", "l1", "schedule", "device",
                                "progress")}
+    out["flavor"], out["l2"] = cfg.get("flavor", "torch"), cfg.get("l2", 0.0)  # (runs saved before flavors)
     out["hidden"] = tuple(cfg["hidden"]) if cfg["hidden"] else (10,)
     out["activation"] = cfg["activation"] or "relu"
     out["standardize"] = cfg["standardize"] or False

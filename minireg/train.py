@@ -17,7 +17,7 @@ from ._prefault import Prefault
 from .controls import EarlyStopping, Plateau, Scaler, epoch_lrs, split_validation
 from . import optim
 from .kernels import activations, losses
-from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, COL_GRAD_NORM, COL_PARAM_NORM, \
+from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, CD_L2, N_CONTROLS, COL_GRAD_NORM, COL_PARAM_NORM, \
     COL_UPDATE_NORM, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF, train_epochs
 from .layout import Layout, init_params
 from .result import TrainResult
@@ -151,14 +151,14 @@ def _progress_bar(progress, epochs, seconds_per_epoch):
 
 @_records_given
 def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", delta=1.0,
-          optimizer="sgd", lr=0.01, epochs=100, batch_size=None, shuffle=True, seed=0,
+          optimizer="sgd", lr=None, epochs=100, batch_size=None, shuffle=True, seed=0,
           dtype="float64", init="torch", trace=False, trace_every=1, trace_budget=2**30,
           standardize=False, standardize_y=False, winsorize=None, winsorize_y=False,
           validation=None, early_stopping=None, min_delta=0.0, restore_best=True,
           clip_grad_norm=None, clip_grad_value=None, l1=0.0,
           schedule=None, step_size=None, gamma=None, power_t=None, T_max=None, patience=None,
           factor=None, step_lrs=None, device="cpu", progress=None, resume=None, checkpoint=None,
-          checkpoint_every=None, **optimizer_hparams):
+          checkpoint_every=None, flavor="torch", l2=0.0, order=None, **optimizer_hparams):
     """Train a linear model or an MLP with a Numba-compiled loop; return a :class:`TrainResult`.
 
     Every step runs in compiled code: forward, loss, backward, optimizer update and, with
@@ -207,7 +207,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                     schedule=schedule, step_size=step_size, gamma=gamma, power_t=power_t, T_max=T_max,
                     patience=patience, factor=factor, step_lrs=step_lrs, device=device, progress=progress,
                     checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                          optimizer_hparams=optimizer_hparams)
+                          flavor=flavor, l2=l2, order=order, given=given, optimizer_hparams=optimizer_hparams)
     call["seed"] = s.seed  # a drawn seed is recorded, so a re-run sees the same init and batches
     data = prepare(s, X64, y64, previous)
     buf = allocate(s, data, previous, resumed_changes)
@@ -254,13 +254,17 @@ class Settings:
     checkpoint: object
     checkpoint_every: object
     layout: object
+    flavor: object
+    l2: object
+    order: object
 
 
 def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epochs, batch_size, shuffle, seed, dtype,
             init, trace, trace_every, trace_budget, standardize, standardize_y, winsorize,
             winsorize_y, validation, early_stopping, min_delta, restore_best, clip_grad_norm,
             clip_grad_value, l1, schedule, step_size, gamma, power_t, T_max, patience, factor,
-            step_lrs, device, progress, checkpoint, checkpoint_every, optimizer_hparams):
+            step_lrs, device, progress, checkpoint, checkpoint_every, flavor, l2, order, given,
+            optimizer_hparams):
     """Stage 1: check every argument and the data before anything is compiled or allocated; one
     ValueError/TypeError naming the argument otherwise. Returns (Settings, X as float64, y as float64)."""
     device = V.choice("device", device, V.DEVICES)
@@ -268,8 +272,30 @@ def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epoc
         from . import cuda  # numba.cuda is imported only when asked for
         cuda.require_gpu()
     model = V.choice("model", model, V.MODELS)
-    loss = V.choice("loss", loss, V.LOSSES)
     optimizer = V.choice("optimizer", optimizer, V.OPTIMIZERS)
+    flavor = V.choice("flavor", flavor, V.FLAVORS)
+    if flavor != "torch":  # the framework's names for arguments, and its defaults for those not given
+        optimizer_hparams = dict(optimizer_hparams)
+        for name in [k for k in optimizer_hparams if k in V.ALIASES[flavor]]:
+            target, value = V.ALIASES[flavor][name], optimizer_hparams.pop(name)
+            if target in ("lr", "l2"):
+                lr, l2 = (value, l2) if target == "lr" else (lr, value)
+                given = given | {target}
+            else:
+                optimizer_hparams[target] = value
+        defaults = optim.flavor_defaults(optimizer, flavor)
+        if defaults is None:
+            offered = [o for o in V.OPTIMIZERS if optim.flavor_defaults(o, flavor) is not None]
+            raise ValueError(f"flavor={flavor!r} has no optimizer={optimizer!r}; it offers {offered}.")
+        lr = defaults["lr"] if "lr" not in given else lr
+        optimizer_hparams = {**{k: v for k, v in defaults.items() if k != "lr"}, **optimizer_hparams}
+        if flavor == "sklearn":
+            loss = "squared_error" if "loss" not in given else loss
+            l2 = 1e-4 if "l2" not in given else l2  # MLPRegressor's and SGDRegressor's alpha
+        if "init" not in given:
+            init = "keras" if flavor == "keras" else "sklearn" if model == "mlp" else "zeros"
+    lr = 0.01 if lr is None else lr
+    loss = V.choice("loss", loss, V.LOSSES)
     dtype = V.run_dtype(dtype)
     if model == "mlp":
         hidden = V.hidden_sizes(hidden)
@@ -297,7 +323,7 @@ def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epoc
         checkpoint_every = V.integer("checkpoint_every", checkpoint_every, 1)
     trace_every = V.integer("trace_every", trace_every, 1)
     trace_budget = V.real("trace_budget", trace_budget, low=0.0, low_open=True, allow_inf=True)
-    hparams = V.optimizer_hparams(optimizer, optimizer_hparams)
+    hparams = V.optimizer_hparams(optimizer, optimizer_hparams, flavor)
     scale_kind = V.standardize_kind(standardize)
     standardize_y = V.flag("standardize_y", standardize_y)
     winsorize = V.quantile_pair("winsorize", winsorize)
@@ -312,6 +338,11 @@ def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epoc
     clip_grad_norm = V.optional_positive("clip_grad_norm", clip_grad_norm)
     clip_grad_value = V.optional_positive("clip_grad_value", clip_grad_value)
     l1 = V.real("l1", l1, low=0.0)
+    l2 = V.real("l2 (scikit-learn's alpha)", l2, low=0.0)
+    if order is not None:
+        order = V.index_array("order", order)
+    if l2 > 0 and device == "cuda":
+        raise ValueError(f"l2={l2} (scikit-learn's alpha) runs on the CPU only; use device='cpu', or weight_decay.")
     if l1 > 0 and model != "linear":
         raise ValueError(f"l1={l1} is available for model='linear' only; use weight_decay for an MLP.")
     schedule, sched = V.schedule_spec(schedule, {"step_size": step_size, "gamma": gamma, "power_t": power_t,
@@ -349,7 +380,7 @@ def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epoc
         n=n_all, d=d, n_val=validation[0].shape[0] if isinstance(validation, tuple) else 0,
         sizes=(d, *hidden, 1), batch_size=batch_size, epochs=epochs, itemsize=np.dtype(dtype).itemsize,
         trace=trace, trace_every=trace_every, trace_budget=trace_budget,
-        n_state=len(optim.state_rows(optimizer, hparams))))
+        n_state=len(optim.state_rows(optimizer, hparams, flavor))))
     layout = Layout((d, *hidden, 1))
     init = V.init_spec(init, layout, model, dtype)
     return Settings(model=model, hidden=hidden, activation=activation, loss=loss, delta=delta, optimizer=optimizer,
@@ -359,7 +390,7 @@ def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epoc
         early_stopping=early_stopping, min_delta=min_delta, restore_best=restore_best,
         clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value, l1=l1, schedule=schedule, sched=sched,
         step_lrs=step_lrs, device=device, progress=progress, checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every, layout=layout), X64, y64
+        checkpoint_every=checkpoint_every, layout=layout, flavor=flavor, l2=l2, order=order), X64, y64
 
 
 class Data(NamedTuple):
@@ -410,11 +441,13 @@ def prepare(s, X64, y64, previous):
         raise ValueError(f"the run being resumed stopped at row {first_offset} of an epoch, but X has {n} training "
                          "rows: resume it on the data it was trained on.")
     total_steps = _steps(n, bs, first_offset, s.epochs, steps_per_epoch)
+    if s.order is not None:
+        V.row_orders("order", s.order, s.epochs, n)
     if s.step_lrs is not None and s.step_lrs.size != total_steps:
         raise ValueError(
             f"step_lrs has {s.step_lrs.size} entries but the run takes {total_steps} steps "
             f"({s.epochs} epochs x {steps_per_epoch} steps); give one lr per step.")
-    state_rows = optim.state_rows(s.optimizer, s.hparams)
+    state_rows = optim.state_rows(s.optimizer, s.hparams, s.flavor)
     P = s.layout.size
     item = np.dtype(s.dtype).itemsize
     n_rows = (-(-total_steps // s.trace_every) + 1) if s.trace is not False else 0
@@ -444,13 +477,15 @@ def allocate(s, data, previous, resumed_changes):
     if cont is not None:
         theta = np.array(cont.theta, s.dtype, copy=True)
     else:
-        theta = init_params(s.layout, s.init, np.random.default_rng(data.init_seq), s.dtype)
+        rng = np.random.RandomState(s.seed) if s.init == "sklearn" else np.random.default_rng(data.init_seq)
+        theta = init_params(s.layout, s.init, rng, s.dtype, s.activation)
     sizes, woff, boff, aoff, nacts = s.layout.kernel_arrays(data.bs)
     act_code = activations.CODES[s.activation or "identity"]
     model_arrays = (sizes, woff, boff, aoff, act_code)
-    opt = optim.hyper(s.optimizer, s.hparams)
-    cd = np.zeros(3, s.dtype)
+    opt = optim.hyper(s.optimizer, s.hparams, s.flavor)
+    cd = np.zeros(N_CONTROLS, s.dtype)
     cd[CD_L1], cd[CD_CLIP_NORM], cd[CD_CLIP_VALUE] = s.l1, s.clip_grad_norm or 0.0, s.clip_grad_value or 0.0
+    cd[CD_L2] = s.l2
     l1_end = s.layout.slices["W1"].stop if s.l1 > 0 else 0
     power = s.sched["power_t"] if s.schedule == "invscaling" else 0.0
     c = np.array([0.0, 0.5, 1.0, 2.0, s.delta, 1e-6], s.dtype)
@@ -483,7 +518,7 @@ def allocate(s, data, previous, resumed_changes):
         lr_history[:e_first] = cont.lr_history[:e_first]
         if cont.val_history is not None and data.Xv.shape[0]:
             val_history[:e_first] = cont.val_history[:e_first]
-    shuffled = s.shuffle and data.bs < data.n
+    shuffled = (s.shuffle and data.bs < data.n) or s.order is not None
     per_epoch = s.early_stopping is not None or s.schedule == "plateau"
     chunk = 1 if per_epoch else max(1, min(s.epochs, _MAX_ORDER_ENTRIES // data.n)) if shuffled else s.epochs
     shuffle_rng = np.random.default_rng(data.shuffle_seq)
@@ -550,7 +585,8 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
             "validation": (None if s.validation is None else s.validation if isinstance(s.validation, float)
                            else "given"), "n_validation": int(data.Xv.shape[0]),
             "early_stopping": s.early_stopping, "min_delta": s.min_delta, "restore_best": s.restore_best,
-            "clip_grad_norm": s.clip_grad_norm, "clip_grad_value": s.clip_grad_value, "l1": s.l1,
+            "clip_grad_norm": s.clip_grad_norm, "clip_grad_value": s.clip_grad_value, "l1": s.l1, "l2": s.l2,
+            "flavor": s.flavor,
             "schedule": s.schedule, **s.sched, "step_lrs": s.step_lrs is not None, "device": s.device,
             "progress": s.progress,
             "resumed": None if previous is None else {
@@ -571,7 +607,12 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
             if buf.shuffled:
                 order = np.empty((ne, data.n), np.int64)
                 for k in range(ne):
-                    order[k] = perm if (k == 0 and perm is not None) else buf.shuffle_rng.permutation(data.n)
+                    if k == 0 and perm is not None:
+                        order[k] = perm
+                    elif s.order is not None:  # the rows' order given for each epoch of this call
+                        order[k] = s.order[e0 + k - buf.e_first]
+                    else:
+                        order[k] = buf.shuffle_rng.permutation(data.n)
             else:
                 order = buf.work[6][:data.n].reshape(1, data.n)
             # the steps of this call's first epoch, and of all its epochs

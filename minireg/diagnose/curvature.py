@@ -103,8 +103,8 @@ def linear_lambda(X, y, loss, delta, theta=None):
     that large features give a large (possibly inf) λ rather than an overflowing Gram matrix."""
     Xt = _design(X)
     n = X.shape[0]
-    if loss == "mse":
-        rows, c, kind = Xt, 2.0, "exact"
+    if loss in ("mse", "squared_error"):  # r² or scikit-learn's ½r²
+        rows, c, kind = Xt, 2.0 if loss == "mse" else 1.0, "exact"
     elif loss == "huber":
         if theta is None:
             rows, c, kind = Xt, 1.0, "exact, with every residual within delta (its largest value)"

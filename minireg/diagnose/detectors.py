@@ -110,6 +110,8 @@ class Context:
         a = np.abs(r)
         if loss == "mse":
             return r * r
+        if loss == "squared_error":
+            return 0.5 * r * r
         if loss == "huber":
             return np.where(a < delta, 0.5 * r * r, delta * (a - 0.5 * delta))
         return a

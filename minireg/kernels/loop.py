@@ -6,8 +6,10 @@ One call runs a chunk of whole epochs with no Python in between. Per step it
      SGDRegressor's per-step schedule; power_t = 0 turns it off),
   1. forwards the batch rows ``order[e][start:start+B]`` and computes the mean batch loss and dL/dpred,
   2. backpropagates into ``grad``, adds the L1 subgradient l1·sign(w) on the first ``l1_end``
-     entries, computes the clipping factor (global L2 norm, as torch.nn.utils.clip_grad_norm_:
-     coef = min(1, max_norm / (‖g‖ + 1e-6))) and applies the optimizer (which writes ``upd``),
+     entries and scikit-learn's L2 term (alpha = ``l2``: alpha·W/B on the weights, not the biases,
+     and alpha/(2B)·Σ W² in the batch loss), computes the clipping factor (global L2 norm, as
+     torch.nn.utils.clip_grad_norm_: coef = min(1, max_norm / (‖g‖ + 1e-6))) and applies the
+     optimizer (which writes ``upd``),
   3. writes the trace row when the step is recorded (every ``every``-th step, and the diverging step);
      a full trace's recorded step computes its gradient, update and old parameters in its row,
   4. stops at the first step whose loss or new parameters are not finite.
@@ -35,7 +37,8 @@ TRACE_OFF, TRACE_NORMS, TRACE_FULL = 0, 1, 2
 COL_LOSS, COL_LR, COL_GRAD_NORM, COL_UPDATE_NORM, COL_PARAM_NORM, COL_CLIPPED = 0, 1, 2, 3, 4, 5
 N_SCALAR_COLS = 6
 # the run-dtype control vector ``cd``
-CD_L1, CD_CLIP_NORM, CD_CLIP_VALUE = 0, 1, 2
+CD_L1, CD_CLIP_NORM, CD_CLIP_VALUE, CD_L2 = 0, 1, 2, 3
+N_CONTROLS = 4
 
 
 @kernel
@@ -55,8 +58,27 @@ def batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, with_
 
 
 @kernel
-def dataset_loss(X, y, theta, model, loss_code, c, work, chunk):
-    """Mean loss over all rows, forwarding ``chunk`` rows at a time (the sum runs over rows)."""
+def weights_sq_sum(theta, sizes, woff, c):
+    """Σ W² over the weight matrices (not the biases)."""
+    s = c[0]
+    for k in range(sizes.shape[0] - 1):
+        for i in range(woff[k], woff[k] + sizes[k] * sizes[k + 1]):
+            s += theta[i] * theta[i]
+    return s
+
+
+@kernel
+def add_l2(theta, g, sizes, woff, coef):
+    """g += coef·W on the weight matrices' entries (scikit-learn's L2 term: coef = alpha/B)."""
+    for k in range(sizes.shape[0] - 1):
+        for i in range(woff[k], woff[k] + sizes[k] * sizes[k + 1]):
+            g[i] += coef * theta[i]
+
+
+@kernel
+def dataset_loss(X, y, theta, model, loss_code, c, work, chunk, l2):
+    """Mean loss over all rows, forwarding ``chunk`` rows at a time (the sum runs over rows), plus
+    scikit-learn's alpha/(2n)·Σ W² when ``l2`` (alpha) > 0."""
     sizes, woff, boff, aoff, act = model
     acts, deltas, grad, upd, pold, sc, ident, wt = work
     n = X.shape[0]
@@ -69,7 +91,10 @@ def dataset_loss(X, y, theta, model, loss_code, c, work, chunk):
         for r in range(B):
             s += loss_of_residual(loss_code, acts[pred_off + r] - y[start + r], delta, cc)
     sc[3] = n
-    return s / sc[3]
+    mean = s / sc[3]
+    if l2 > 0:
+        mean += c[1] * (l2 / sc[3]) * weights_sq_sum(theta, sizes, woff, c)
+    return mean
 
 
 @kernel
@@ -139,7 +164,7 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
     n = X.shape[0]
     pred_off = aoff[aoff.shape[0] - 1]
     full_batch = batch_size >= n
-    l1 = cd[CD_L1]
+    l1, l2 = cd[CD_L1], cd[CD_L2]
     for e in range(epoch0, epoch0 + n_epochs):
         idx = order[e - epoch0] if shuffled else ident
         for start in range(start0 if e == epoch0 else 0, n, batch_size):
@@ -160,6 +185,11 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
                 g, u, p0 = grad, upd, pold
             forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
             loss = batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, True)
+            coef_l2 = c[0]
+            if l2 > 0:
+                sc[3] = B
+                coef_l2 = l2 / sc[3]
+                loss += c[1] * coef_l2 * weights_sq_sum(theta, sizes, woff, c)
             if full_batch and e > 0:
                 history[e - 1] = loss
             backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, g, wt, c)
@@ -169,6 +199,8 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
                         g[i] += l1
                     elif theta[i] < 0:
                         g[i] -= l1
+            if l2 > 0:
+                add_l2(theta, g, sizes, woff, coef_l2)
             coef, was_clipped = _clip_factor(g, cd, c)
             if mode != TRACE_OFF:
                 for i in range(theta.shape[0]):
@@ -193,9 +225,9 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
                 status[1] = start
                 return t, row, t - 1
         if not full_batch or e == epoch0 + n_epochs - 1:
-            history[e] = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size)
+            history[e] = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size, l2)
         if Xv.shape[0] > 0:
-            val_history[e] = dataset_loss(Xv, yv, theta, model, loss_code, c, work, batch_size)
+            val_history[e] = dataset_loss(Xv, yv, theta, model, loss_code, c, work, batch_size, l2)
     return t, row, -1
 
 

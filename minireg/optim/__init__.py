@@ -20,6 +20,7 @@ from numba.core import types
 from numba.extending import overload
 
 from . import adagrad, adam, rmsprop, sgd
+from ._common import FLAVORS
 
 MODULES = (sgd, rmsprop, adam, adagrad)
 BY_NAME = {name: module for module in MODULES for name in module.NAMES}
@@ -49,15 +50,23 @@ def _optimizer_step_compiled(h, theta, grad, upd, state, lr, t, coef, vclip):
     return lambda h, theta, grad, upd, state, lr, t, coef, vclip: step(h, theta, grad, upd, state, lr, t, coef, vclip)
 
 
-def hyper(optimizer, values):
-    """The typed Hyper tuple of a checked configuration."""
-    return BY_NAME[optimizer].hyper(optimizer, values)
+def hyper(optimizer, values, flavor="torch"):
+    """The typed Hyper tuple of a checked configuration, following ``flavor``'s arithmetic."""
+    return BY_NAME[optimizer].hyper(optimizer, values, FLAVORS[flavor])
 
 
-def state_rows(optimizer, values):
+def flavor_defaults(optimizer, flavor):
+    """The framework's defaults for the optimizer where they differ from torch's (lr included), or None
+    when that framework has no such optimizer."""
+    if flavor == "torch":
+        return {}
+    return getattr(BY_NAME[optimizer], "FLAVOR_DEFAULTS", {}).get(flavor, {}).get(optimizer)
+
+
+def state_rows(optimizer, values, flavor="torch"):
     """(name, row) of the state rows the configuration uses, row being the index in its State."""
     module = BY_NAME[optimizer]
-    names = module.state_rows(module.hyper(optimizer, values))
+    names = module.state_rows(module.hyper(optimizer, values, FLAVORS[flavor]))
     return [(name, module.State._fields.index(name)) for name in names]
 
 

@@ -4,6 +4,11 @@ from typing import NamedTuple
 from ..kernels._jit import element, kernel  # noqa: F401  (re-exported for the optimizer modules)
 
 
+# whose arithmetic an optimizer follows (train(flavor=...)): the code in each Hyper's ``flavor`` field
+TORCH, KERAS, SKLEARN = 0, 1, 2
+FLAVORS = {"torch": TORCH, "keras": KERAS, "sklearn": SKLEARN}
+
+
 @element
 def clipped(g, coef, vclip):
     """The gradient the optimizer uses: coef·g (coef is the global norm-clipping factor, 1 without

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._common import Real, clipped, element, kernel
+from ._common import TORCH, Real, clipped, element, kernel
 
 NAMES = ("adagrad",)
 DEFAULTS = {"adagrad": {"lr_decay": 0.0, "weight_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10}}
@@ -37,7 +37,9 @@ class AdagradState(NamedTuple):
 Hyper, State = AdagradHyper, AdagradState
 
 
-def hyper(name, values):
+def hyper(name, values, flavor=TORCH):
+    if flavor != TORCH:
+        raise ValueError("optimizer='adagrad' is torch.optim.Adagrad; it has no keras or sklearn flavor here.")
     return AdagradHyper(float(values["lr_decay"]), float(values["weight_decay"]),
                         float(values["initial_accumulator_value"]), float(values["eps"]))
 

@@ -19,13 +19,21 @@ does the code, to match it to the bit:
 
 so ε is added after the bias correction of √v (Keras and scikit-learn add it before). The scalars
 lr/(1 − β1ᵗ), √(1 − β2ᵗ) and 1 − lr·wd are float64, as torch's Python floats.
+
+Keras and scikit-learn (flavor="keras"/"sklearn") fold the bias corrections into the step size:
+
+    m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g²
+    lr_t = lr·√(1 − β2ᵗ)/(1 − β1ᵗ);   p ← p − lr_t·m/(√v + ε)
+
+so their ε acts like torch's ε/√(1 − β2ᵗ). Keras's weight decay is decoupled for Adam and AdamW
+alike; scikit-learn's Adam has none (its L2 ``alpha`` is train's ``l2``).
 """
 import math
 from typing import NamedTuple
 
 import numpy as np
 
-from ._common import Real, clipped, element, kernel
+from ._common import SKLEARN, TORCH, Real, clipped, element, kernel
 
 NAMES = ("adam", "adamw")
 DEFAULTS = {
@@ -34,6 +42,9 @@ DEFAULTS = {
 }
 LIMITS = {"beta1": Real(0.0, 1.0, high_open=True), "beta2": Real(0.0, 1.0, high_open=True), "eps": Real(0.0),
           "weight_decay": Real(0.0), "amsgrad": bool}
+FLAVOR_DEFAULTS = {"keras": {"adam": {"lr": 0.001, "eps": 1e-7}, "adamw": {"lr": 0.001, "eps": 1e-7,
+                                                                          "weight_decay": 0.004}},
+                   "sklearn": {"adam": {"lr": 0.001, "eps": 1e-8}}}
 ADAPTIVE = True
 
 
@@ -44,6 +55,7 @@ class AdamHyper(NamedTuple):
     weight_decay: float
     amsgrad: bool
     decoupled: bool  # AdamW: weight decay shrinks p instead of adding to g
+    flavor: int  # TORCH, KERAS or SKLEARN (optim/_common.py)
 
 
 class AdamState(NamedTuple):
@@ -55,9 +67,13 @@ class AdamState(NamedTuple):
 Hyper, State = AdamHyper, AdamState
 
 
-def hyper(name, values):
-    return AdamHyper(float(values["beta1"]), float(values["beta2"]), float(values["eps"]),
-                     float(values["weight_decay"]), bool(values["amsgrad"]), name == "adamw")
+def hyper(name, values, flavor=TORCH):
+    # Keras decays decoupled whatever the optimizer
+    h = AdamHyper(float(values["beta1"]), float(values["beta2"]), float(values["eps"]), float(values["weight_decay"]),
+                  bool(values["amsgrad"]), name == "adamw" or flavor != TORCH, flavor)
+    if flavor == SKLEARN and (h.weight_decay or h.amsgrad):
+        raise ValueError("scikit-learn's Adam has no weight_decay or amsgrad; its L2 penalty is alpha.")
+    return h
 
 
 def state_rows(h):
@@ -76,7 +92,11 @@ def state_of(state):
 
 @element
 def step_scalars(h, lr, t):
-    """(lr/(1 − β1ᵗ), √(1 − β2ᵗ), 1 − lr·wd, 1 − β1, 1 − β2) in float64, as torch's Python floats."""
+    """(lr/(1 − β1ᵗ), √(1 − β2ᵗ), 1 − lr·wd, 1 − β1, 1 − β2) in float64, as torch's Python floats; for
+    Keras and scikit-learn the first is their step size lr·√(1 − β2ᵗ)/(1 − β1ᵗ)."""
+    if h.flavor != TORCH:
+        return lr * math.sqrt(1.0 - h.beta2 ** t) / (1.0 - h.beta1 ** t), 1.0, 1.0 - lr * h.weight_decay, \
+            1.0 - h.beta1, 1.0 - h.beta2
     return lr / (1.0 - h.beta1 ** t), math.sqrt(1.0 - h.beta2 ** t), 1.0 - lr * h.weight_decay, \
         1.0 - h.beta1, 1.0 - h.beta2
 
@@ -97,6 +117,19 @@ def update(i, theta, grad, upd, s, h, sc, coef, vclip):
         else:
             g = g + weight_decay * p
             grad[i] = grad[i] + weight_decay * p
+    if h.flavor != TORCH:  # Keras, scikit-learn: the bias corrections folded into the step size
+        beta1 = dt(h.beta1)
+        m = beta1 * s.exp_avg[i] + one_minus_beta1 * g
+        s.exp_avg[i] = m
+        v = beta2 * s.exp_avg_sq[i] + one_minus_beta2 * (g * g)
+        s.exp_avg_sq[i] = v
+        if h.amsgrad:
+            v = v if v > s.max_exp_avg_sq[i] else s.max_exp_avg_sq[i]
+            s.max_exp_avg_sq[i] = v
+        p_new = p - (step_size * m) / (math.sqrt(v) + eps)
+        theta[i] = p_new
+        upd[i] = p_new - p_old
+        return p_new
     m = s.exp_avg[i]
     m = m + one_minus_beta1 * (g - m)
     s.exp_avg[i] = m
@@ -123,8 +156,8 @@ def step(h, theta, grad, upd, state, lr, t, coef, vclip):
     # run-time test around the store into grad kept the loop from vectorizing
     if h.weight_decay != 0:
         return _loop(theta, grad, upd, s, h, sc, coef, vclip)
-    return _loop(theta, grad, upd, s, AdamHyper(h.beta1, h.beta2, h.eps, 0.0, h.amsgrad, h.decoupled), sc, coef,
-                 vclip)
+    return _loop(theta, grad, upd, s, AdamHyper(h.beta1, h.beta2, h.eps, 0.0, h.amsgrad, h.decoupled, h.flavor), sc,
+                 coef, vclip)
 
 
 @element

@@ -11,18 +11,24 @@ Per parameter p with gradient g (torch/optim/rmsprop.py, ``_single_tensor_rmspro
     otherwise:       p ← p − lr·g/avg
 
 No bias correction. This is already PyTorch's arithmetic; the code follows it line for line.
+
+Keras (flavor="keras"; its ``rho`` is α, its ``epsilon`` ε) puts ε inside the square root:
+
+    avg = √(v + ε)   (centered: √(v − ḡ² + ε)),   with ḡ ← ρ·ḡ + (1 − ρ)·g
+    inc = lr·g/avg;  momentum: buf ← μ·buf + inc, p ← p − buf;  otherwise p ← p − inc
 """
 import math
 from typing import NamedTuple
 
 import numpy as np
 
-from ._common import Real, clipped, element, kernel
+from ._common import KERAS, TORCH, Real, clipped, element, kernel
 
 NAMES = ("rmsprop",)
 DEFAULTS = {"rmsprop": {"alpha": 0.99, "eps": 1e-8, "centered": False, "momentum": 0.0, "weight_decay": 0.0}}
 LIMITS = {"alpha": Real(0.0, 1.0), "eps": Real(0.0), "centered": bool, "momentum": Real(0.0),
           "weight_decay": Real(0.0)}
+FLAVOR_DEFAULTS = {"keras": {"rmsprop": {"lr": 0.001, "alpha": 0.9, "eps": 1e-7}}}
 ADAPTIVE = True
 
 
@@ -32,6 +38,7 @@ class RMSpropHyper(NamedTuple):
     centered: bool
     momentum: float
     weight_decay: float
+    flavor: int  # TORCH or KERAS (optim/_common.py)
 
 
 class RMSpropState(NamedTuple):
@@ -43,9 +50,13 @@ class RMSpropState(NamedTuple):
 Hyper, State = RMSpropHyper, RMSpropState
 
 
-def hyper(name, values):
-    return RMSpropHyper(float(values["alpha"]), float(values["eps"]), bool(values["centered"]),
-                        float(values["momentum"]), float(values["weight_decay"]))
+def hyper(name, values, flavor=TORCH):
+    h = RMSpropHyper(float(values["alpha"]), float(values["eps"]), bool(values["centered"]),
+                     float(values["momentum"]), float(values["weight_decay"]), flavor)
+    if flavor != TORCH and h.weight_decay:
+        raise ValueError(f"weight_decay={h.weight_decay} with flavor='keras' RMSprop is not replayed (Keras decays "
+                         "every weight decoupled); use flavor='torch' or optimizer='adamw'.")
+    return h
 
 
 def state_rows(h):
@@ -79,6 +90,22 @@ def update(i, theta, grad, upd, s, h, sc, coef, vclip):
     if weight_decay != 0:
         g = g + weight_decay * p
         grad[i] = grad[i] + weight_decay * p
+    if h.flavor == KERAS:
+        v = s.square_avg[i] * alpha + one_minus_alpha * (g * g)
+        s.square_avg[i] = v
+        den = v + eps
+        if h.centered:
+            g_avg = s.grad_avg[i] * alpha + one_minus_alpha * g
+            s.grad_avg[i] = g_avg
+            den = den - g_avg * g_avg
+        inc = (g * lr) / math.sqrt(den)
+        if momentum > 0:
+            inc = s.momentum_buffer[i] * momentum + inc
+            s.momentum_buffer[i] = inc
+        p_new = p - inc
+        theta[i] = p_new
+        upd[i] = p_new - p
+        return p_new
     v = alpha * s.square_avg[i] + one_minus_alpha * g * g
     s.square_avg[i] = v
     if h.centered:

@@ -9,18 +9,28 @@ Per parameter p with gradient g, at step t = 1, 2, … (torch/optim/sgd.py, ``_s
     p ← p − lr·g
 
 This is already PyTorch's arithmetic; the code follows it line for line.
+
+Keras and scikit-learn (flavor="keras"/"sklearn") keep the lr-scaled velocity instead of buf:
+
+    v ← μ·v − lr·g;   p ← p + (μ·v − lr·g)  (Nesterov)  or  p ← p + v
+
+the same as torch's while lr is constant, not under a schedule. Neither has dampening; Keras's
+weight decay is decoupled and scikit-learn's is its L2 ``alpha`` (train's ``l2``), so both refuse
+``dampening`` and ``weight_decay`` here.
 """
 import math
 from typing import NamedTuple
 
 import numpy as np
 
-from ._common import Real, clipped, element, kernel
+from ._common import TORCH, Real, clipped, element, kernel
 
 NAMES = ("sgd",)
 DEFAULTS = {"sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}}
 LIMITS = {"momentum": Real(0.0), "dampening": Real(0.0), "nesterov": bool, "weight_decay": Real(0.0)}
-# the stability bound of a quadratic with curvature λ (heavy ball): lr < (2 + 2μ)/λ
+# the other frameworks' defaults, lr included (flavor=...)
+FLAVOR_DEFAULTS = {"keras": {"sgd": {"lr": 0.01, "momentum": 0.0, "nesterov": False}},
+                   "sklearn": {"sgd": {"lr": 0.001, "momentum": 0.9, "nesterov": True}}}
 ADAPTIVE = False
 
 
@@ -29,6 +39,7 @@ class SGDHyper(NamedTuple):
     dampening: float
     nesterov: bool
     weight_decay: float
+    flavor: int  # TORCH, KERAS or SKLEARN (optim/_common.py)
 
 
 class SGDState(NamedTuple):
@@ -38,11 +49,15 @@ class SGDState(NamedTuple):
 Hyper, State = SGDHyper, SGDState
 
 
-def hyper(name, values):
+def hyper(name, values, flavor=TORCH):
     """The typed hyperparameters of a validated configuration; refuses Nesterov without momentum."""
     h = SGDHyper(float(values["momentum"]), float(values["dampening"]), bool(values["nesterov"]),
-                 float(values["weight_decay"]))
-    if h.nesterov and (h.momentum <= 0 or h.dampening != 0):
+                 float(values["weight_decay"]), flavor)
+    if flavor != TORCH and (h.dampening or h.weight_decay):
+        raise ValueError("dampening and weight_decay are torch.optim.SGD's; Keras's and scikit-learn's SGD have no "
+                         f"dampening, and their weight decay is another rule (got dampening={h.dampening}, "
+                         f"weight_decay={h.weight_decay}). Use flavor='torch', or scikit-learn's alpha.")
+    if flavor == TORCH and h.nesterov and (h.momentum <= 0 or h.dampening != 0):
         raise ValueError("nesterov=True needs momentum > 0 and dampening == 0 (as torch.optim.SGD); "
                          f"got momentum={h.momentum}, dampening={h.dampening}.")
     return h
@@ -78,6 +93,13 @@ def update(i, theta, grad, upd, s, h, sc, coef, vclip):
     momentum, weight_decay = dt(h.momentum), dt(h.weight_decay)
     p = theta[i]
     g = clipped(grad[i], coef, vclip)
+    if h.flavor != TORCH:  # Keras, scikit-learn: the lr-scaled velocity
+        v = momentum * s.momentum_buffer[i] - lr * g
+        s.momentum_buffer[i] = v
+        p_new = p + (momentum * v - lr * g if h.nesterov else v)
+        theta[i] = p_new
+        upd[i] = p_new - p
+        return p_new
     if weight_decay != 0:
         g = g + weight_decay * p
         grad[i] = grad[i] + weight_decay * p
