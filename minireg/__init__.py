@@ -14,8 +14,7 @@ from .result import TrainResult
 from .sweep import SweepResult, sweep
 from .trace import Trace
 from .train import DivergenceWarning, train
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def repair(X, y=None, *, max_rounds=5, **train_args):

@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 from . import optim
+from ._version import __version__
 
 PROG = "minireg"
 DATA_TYPES = (".csv", ".npz", ".npy", ".parquet", ".pq")
@@ -772,7 +773,6 @@ def cmd_bench(args):
 
 def build_parser():
     p = _Parser(prog=PROG, description="Transparent regression training: train, diagnose, report.")
-    from . import __version__
     p.add_argument("--version", action="version", version=f"minireg {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True

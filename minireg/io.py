@@ -86,6 +86,7 @@ import zipfile
 
 import numpy as np
 
+from ._version import __version__
 from .controls import Scaler
 from .layout import Layout
 from .result import TrainResult
@@ -165,7 +166,6 @@ SAMPLE_ROWS = 2000
 
 def _pack(result, rows=SAMPLE_ROWS):
     """(members in file order, metadata) for a TrainResult; raises before anything is written."""
-    from . import __version__
 
     arrays, manifest = {}, {}
 

@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 
+from ._version import __version__
+
 _BOUND_KEYS = ("bound", "minibatch_bound", "bound_standardized", "lambda_max", "bound_kind", "kappa",
                "kappa_standardized", "gd_steps_to_1000x", "gd_steps_to_1000x_standardized", "lr")
 _MAX_LIST = 12  # evidence lists longer than this are shown shortened
@@ -336,7 +338,6 @@ def _draw_small_loss(result):
 
 def render(result):
     """The report of ``result`` as one HTML string."""
-    from . import __version__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         findings = _findings(result)
