@@ -87,6 +87,7 @@ import zipfile
 import numpy as np
 
 from ._version import __version__
+from .continuation import Continuation
 from .controls import Scaler
 from .layout import Layout
 from .result import TrainResult
@@ -467,7 +468,6 @@ def _build(fh, meta):
             gram = get("gram") if "gram" in manifest else None
         cont = None
         if meta.get("continuation") is not None:
-            from .resume import Continuation
             names = [m[len("continuation."):] for m in manifest if m.startswith("continuation.")]
             arrays = {name: get(f"continuation.{name}") for name in names}
             _need({"theta", "state", "history", "lr_history"} <= set(arrays)
