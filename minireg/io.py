@@ -89,6 +89,7 @@ import numpy as np
 from ._version import __version__
 from .continuation import Continuation
 from .controls import Scaler
+from .findings import Finding
 from .layout import Layout
 from .result import TrainResult
 from .trace import Trace
@@ -482,7 +483,6 @@ def _build(fh, meta):
         _need(meta[key] is None or _is_int(meta[key]), f"bad {key}")
     config = _decode(meta["config"])
     _need(isinstance(config, dict), "bad config")
-    from .diagnose.findings import Finding
     findings = [Finding.from_dict(f) if isinstance(f, dict) and "code" in f else f
                 for f in _decode(meta["findings"])]
     result = TrainResult(

@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 
 from ._version import __version__
+from .findings import fix_call, verification_text
 
 _BOUND_KEYS = ("bound", "minibatch_bound", "bound_standardized", "lambda_max", "bound_kind", "kappa",
                "kappa_standardized", "gd_steps_to_1000x", "gd_steps_to_1000x_standardized", "lr")
@@ -110,7 +111,6 @@ def _findings(result):
 
 
 def _fix_text(fix):
-    from .diagnose.findings import fix_call
     return fix_call(fix)
 
 
@@ -371,7 +371,6 @@ def render(result):
         if f.fix:
             fs.append(f'<p>Fix: <code class="fix">{_e(_fix_text(f.fix))}</code></p>')
             if v is not None and v["cleared"]:
-                from .diagnose.findings import verification_text
                 fs.append(f'<p class="ok">Verified: {_e(verification_text(v)[len("re-ran with it: "):])}</p>')
             elif f.severity != "info":
                 fs.append("<p><small>Not verified by re-running "

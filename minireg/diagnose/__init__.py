@@ -5,9 +5,9 @@ import time
 import numpy as np
 
 from .. import _validate as V
+from ..findings import CODES, Finding, _num, fix_call, sort_findings
 from .curvature import StabilityBound, stability_bound
 from .detectors import DETECTORS, Context, _outliers, _unscaled, leverage_outliers, noise_floor, robust_residuals
-from .findings import CODES, Finding, sort_findings
 from .lr_range import LRRangeResult, lr_range_test
 from .verify import DEFAULT_BUDGET, Verifier, verify as _verify, verify_finding
 
@@ -86,7 +86,6 @@ class Repair:
         return not any(f.severity in ("warning", "error") for f in self.findings)
 
     def __str__(self):
-        from .findings import _num, fix_call
         lines = [f"repair: {len(self.changes)} change(s)"
                  + ("" if self.repaired else ", warnings remain: "
                     + ", ".join(f.code for f in self.findings if f.severity in ("warning", "error")))]

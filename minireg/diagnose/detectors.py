@@ -48,8 +48,8 @@ import numpy as np
 
 from .. import optim
 from ..controls import Scaler, mean_std
+from ..findings import Finding, round_sig
 from .curvature import condition_number, stability_bound, steps_to_shrink
-from .findings import Finding, round_sig
 from ._model import Model
 
 LOSS_RISE = 10.0

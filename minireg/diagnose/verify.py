@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from .findings import SEVERITY_ORDER, fix_call, sort_findings
+from ..findings import SEVERITY_ORDER, fix_call, sort_findings
 
 IMPROVE = 0.2
 DEFAULT_BUDGET = 30.0  # seconds of re-runs that verify="auto" allows per diagnosis
