@@ -1,13 +1,11 @@
 """Diagnosis: name each failure mode of a run from its trace, history and data, with the
 evidence, the step where it began, and the fix (see detectors.py for the rules and thresholds)."""
-import time
-
 import numpy as np
 
 from .. import _validate as V
 from ..findings import CODES, Finding, _num, fix_call, sort_findings
 from .curvature import StabilityBound, stability_bound
-from .detectors import DETECTORS, Context, _outliers, _unscaled, leverage_outliers, noise_floor, robust_residuals
+from .detectors import _outliers, _unscaled, detect, leverage_outliers, noise_floor, robust_residuals
 from .lr_range import LRRangeResult, lr_range_test
 from .verify import DEFAULT_BUDGET, Verifier, verify as _verify, verify_finding
 
@@ -26,23 +24,7 @@ def diagnose(result, verify="auto", budget=DEFAULT_BUDGET):
     if verify not in (True, False, "auto"):
         raise ValueError(f"verify must be True, False or 'auto', got {verify!r}.")
     budget = V.real("budget", budget, low=0.0, allow_inf=True)
-    # import what the detectors use before timing them: the one-off imports (a few seconds on a first
-    # call) would otherwise make the projected re-runs look long and switch verification off
-    import scipy.optimize  # noqa: F401
-    import scipy.stats  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
-    import sklearn.model_selection  # noqa: F401
-    import sklearn.neighbors  # noqa: F401
-    tick = time.perf_counter()
-    ctx = Context(result)
-    findings = []
-    with np.errstate(all="ignore"):
-        for detect in DETECTORS:
-            findings.extend(detect(ctx))
-    if any(f.severity != "info" and f.code != "plateau" for f in findings):
-        findings = [f for f in findings if f.code != "plateau"]  # the catch-all: another finding names the cause
-    result._diagnose_seconds = time.perf_counter() - tick
-    return _verify(result, sort_findings(findings), verify, budget)
+    return _verify(result, detect(result), verify, budget)
 
 
 def repair(result, *, max_rounds=5):

@@ -43,12 +43,14 @@ Thresholds (module constants, stated here so they can be argued with):
 Every warning's and error's fix is then re-run and verified (verify.py).
 """
 import math
+import time
 
 import numpy as np
 
 from .. import optim
 from ..controls import Scaler, mean_std
-from ..findings import Finding, round_sig
+from ..findings import Finding, round_sig, sort_findings
+from ..layout import init_params
 from .curvature import condition_number, stability_bound, steps_to_shrink
 from ._model import Model
 
@@ -235,7 +237,6 @@ class Context:
         init = inputs.kwargs.get("init", "torch") if inputs is not None else self.cfg["init"]
         if isinstance(init, str) and init == "dict":
             return None
-        from ..layout import init_params
         seq = np.random.SeedSequence(self.cfg["seed"]).spawn(3)[0]
         return init_params(self.r.layout, init, np.random.default_rng(seq), np.float64)
 
@@ -955,3 +956,26 @@ def dead_relu(ctx):
 
 DETECTORS = (nonfinite, lr_too_high, lr_too_low, unscaled_features, outliers, unshuffled_batches,
              underfitting_and_plateau, overfitting, vanishing_gradients, dead_relu)
+
+
+def detect(result):
+    """Every detector's findings on ``result``, most severe first and not verified (what
+    ``diagnose(result, verify=False)`` returns); the seconds they took go to ``result._diagnose_seconds``.
+    Here rather than in minireg.diagnose so that verify.py, which diagnoses each re-run, can import it."""
+    # import what the detectors use before timing them: the one-off imports (a few seconds on a first
+    # call) would otherwise make the projected re-runs look long and switch verification off
+    import scipy.optimize  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import sklearn.neighbors  # noqa: F401
+    tick = time.perf_counter()
+    ctx = Context(result)
+    findings = []
+    with np.errstate(all="ignore"):
+        for detector in DETECTORS:
+            findings.extend(detector(ctx))
+    if any(f.severity != "info" and f.code != "plateau" for f in findings):
+        findings = [f for f in findings if f.code != "plateau"]  # the catch-all: another finding names the cause
+    result._diagnose_seconds = time.perf_counter() - tick
+    return sort_findings(findings)
