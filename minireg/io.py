@@ -91,7 +91,7 @@ from .continuation import Continuation
 from .controls import Scaler
 from .findings import Finding
 from .layout import Layout
-from .result import TrainResult
+from .result import TrainResult, implements
 from .trace import Trace
 
 FORMAT = "minireg-run"
@@ -271,6 +271,7 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+@implements("save")
 def save(result, path, rows=SAMPLE_ROWS):
     """Write ``result`` to ``path`` atomically in the minireg-run format; returns ``path``.
 

@@ -3,6 +3,7 @@ evidence, the step where it began, and the fix (see detectors.py for the rules a
 import numpy as np
 
 from .. import _validate as V
+from ..result import implements
 from ..findings import CODES, Finding, _num, fix_call, sort_findings
 from .curvature import StabilityBound, stability_bound
 from .detectors import _outliers, _unscaled, detect, leverage_outliers, noise_floor, robust_residuals
@@ -14,6 +15,7 @@ __all__ = ["Finding", "CODES", "diagnose", "repair", "Repair", "check_data", "st
            "LRRangeResult"]
 
 
+@implements("diagnose")
 def diagnose(result, verify="auto", budget=DEFAULT_BUDGET):
     """All findings of a run, most severe first.
 
@@ -27,6 +29,7 @@ def diagnose(result, verify="auto", budget=DEFAULT_BUDGET):
     return _verify(result, detect(result), verify, budget)
 
 
+@implements("repair")
 def repair(result, *, max_rounds=5):
     """Apply verified fixes round by round until no warning or error remains; returns a
     :class:`Repair`. ``result`` is a TrainResult of this session (one that keeps its inputs)."""
