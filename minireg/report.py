@@ -282,7 +282,7 @@ def _result_plots(result):
     """[(title, base64 PNG)] of plot_result (and plot_path where it applies); errors become notes."""
     out = []
     try:
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy on purpose: only when a report is written
     except ImportError:
         return [("plots", None)]
     jobs = [("loss, gradient and update norms, update/param ratio, learning rate", plot_result)]
@@ -312,7 +312,7 @@ def _small_loss_png(result):
 
 
 def _draw_small_loss(result):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy on purpose: only when a notebook shows a run
     h = result.history
     fig = Figure(figsize=(4.2, 2.3), layout="constrained")
     ax = fig.subplots()

@@ -105,7 +105,7 @@ def _check_data(X, y):
     if not any(f.code == "outliers" for f in out):
         out += leverage_outliers(X, y, "the raw features")
     if y.size >= 10 and np.ptp(y) > 0:
-        from scipy.stats import spearmanr
+        from scipy.stats import spearmanr  # lazy on purpose, like sklearn in the detectors
         rho = float(spearmanr(np.arange(y.size), y).statistic)
         if abs(rho) >= 0.5:
             out.append(Finding("unshuffled_batches", "info",

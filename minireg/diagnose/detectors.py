@@ -174,7 +174,7 @@ class Context:
             X, y = self.sample()
             if X.shape[0] < MIN_ROWS:
                 return None
-            from sklearn.model_selection import cross_val_predict
+            from sklearn.model_selection import cross_val_predict  # lazy on purpose: sklearn only when diagnosing
             from sklearn.neighbors import KNeighborsRegressor
             Xs = Scaler.fit(X, "zscore").transform(X, np.float64)
             best = None
@@ -205,7 +205,7 @@ class Context:
                 return float(np.mean((Xt @ coef - y) ** 2)), coef
             coef = np.linalg.lstsq(Xt, y, rcond=None)[0]
             if self.cfg["loss"] == "huber":
-                from scipy.optimize import minimize
+                from scipy.optimize import minimize  # lazy on purpose, like sklearn
                 delta, n = self.cfg["delta"], X.shape[0]
 
                 def f(w):
@@ -661,7 +661,7 @@ def robust_residuals(X, y):
     leans towards its outliers and hides them in its own residuals."""
     if X.shape[0] < max(8, 3 * (X.shape[1] + 1)):
         return None
-    from sklearn.linear_model import HuberRegressor
+    from sklearn.linear_model import HuberRegressor  # lazy on purpose: sklearn only when diagnosing
     try:
         return HuberRegressor(max_iter=500).fit(X, y).predict(X) - y
     except ValueError:
@@ -730,7 +730,7 @@ def unshuffled_batches(ctx):
     ev = {"used": []}
     rho = None
     if ctx.has_data:
-        from scipy.stats import spearmanr
+        from scipy.stats import spearmanr  # lazy on purpose, like sklearn
         y = np.asarray(ctx.data[1], np.float64)
         rho = float(spearmanr(np.arange(y.size), y).statistic) if np.ptp(y) > 0 else 0.0
         ev["used"].append("target order")
@@ -833,7 +833,7 @@ def underfitting_and_plateau(ctx):
 def _structure(X, res):
     """Cross-validated R² of a kNN regressor predicting the residuals from X: how much of what the
     model misses is still systematic."""
-    from sklearn.model_selection import cross_val_score
+    from sklearn.model_selection import cross_val_score  # lazy on purpose: sklearn only when diagnosing
     from sklearn.neighbors import KNeighborsRegressor
     Xs = Scaler.fit(X, "zscore").transform(X, np.float64)
     k = max(1, min(10, int(0.8 * X.shape[0]) - 1))  # a CV fold trains on 80% of the rows
@@ -962,8 +962,9 @@ def detect(result):
     """Every detector's findings on ``result``, most severe first and not verified (what
     ``diagnose(result, verify=False)`` returns); the seconds they took go to ``result._diagnose_seconds``.
     Here rather than in minireg.diagnose so that verify.py, which diagnoses each re-run, can import it."""
-    # import what the detectors use before timing them: the one-off imports (a few seconds on a first
-    # call) would otherwise make the projected re-runs look long and switch verification off
+    # import what the detectors use (here, not at the top: `import minireg` stays free of sklearn) before
+    # timing them: the one-off imports (a few seconds on a first call) would otherwise make the projected
+    # re-runs look long and switch verification off
     import scipy.optimize  # noqa: F401
     import scipy.stats  # noqa: F401
     import sklearn.linear_model  # noqa: F401

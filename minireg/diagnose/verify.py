@@ -111,7 +111,7 @@ class Verifier:
         """The MSE no fix is expected to beat on these rows (see the module docstring); cached."""
         key = Xv is not None
         if key not in self._noise:
-            from sklearn.model_selection import cross_val_predict
+            from sklearn.model_selection import cross_val_predict  # lazy on purpose: sklearn only when diagnosing
             from sklearn.neighbors import KNeighborsRegressor
             sc = Scaler.fit(Xtr, "zscore")
             A = sc.transform(Xtr, np.float64)
