@@ -6,7 +6,9 @@ loops whose every step can be recorded exactly.
     r.history["loss"], r.trace.step(3)
 """
 from . import datasets
+from . import report  # noqa: F401 (imported for TrainResult.report and _repr_html_: see minireg.result)
 from .diagnose import Finding, LRRangeResult, Repair, StabilityBound, check_data, lr_range_test, stability_bound
+from .diagnose import repair as _repair
 from .io import load
 from .layout import Layout
 from .plot import plot_compare
@@ -14,15 +16,13 @@ from .result import TrainResult
 from .sweep import SweepResult, sweep
 from .trace import Trace
 from .train import DivergenceWarning, train
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def repair(X, y=None, *, max_rounds=5, **train_args):
     """Train ``train(X, y, **train_args)`` and apply verified fixes round by round until no warning or
     error remains; returns a :class:`Repair` (``.result``, ``.changes`` with before/after numbers,
     ``.fix``: every changed argument). ``minireg.repair(result)`` repairs a run already trained."""
-    from .diagnose import repair as _repair
     if isinstance(X, TrainResult):
         if y is not None or train_args:
             raise TypeError("minireg.repair(result) takes the trained run alone; to train first, call "

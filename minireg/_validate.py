@@ -16,6 +16,7 @@ import numpy as np
 from . import optim
 from .layout import n_params
 from .trace import row_bytes
+from .controls import Scaler
 
 MODELS = ("linear", "mlp")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
@@ -124,7 +125,7 @@ def _pandas_to_numpy(a):
     if arr.dtype != object:
         return arr
     try:
-        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype  # lazy on purpose: optional, slow
     except ImportError:
         return arr
     dtypes = list(a.dtypes) if hasattr(a.dtypes, "__iter__") else [a.dtypes]
@@ -143,7 +144,7 @@ def _non_numeric_columns(a):
     if dtypes is None or not hasattr(dtypes, "items"):
         return []
     try:
-        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype  # lazy on purpose: optional, slow
     except ImportError:
         return []
     return [f"{col!r} ({t})" for col, t in dtypes.items() if not is_numeric_dtype(t) or is_bool_dtype(t)]
@@ -306,7 +307,6 @@ def scalable(name, arr, kind, quantiles, dtype, option):
     big = _abs_max(arr)
     if big < _SAFE_TO_SCALE and not (dtype == "float32" and (big > _F32_MAX or kind == "robust")):
         return
-    from .controls import Scaler
     what = " and ".join(([f"{option} ({kind})"] if kind is not None else [])
                         + ([f"winsorize={quantiles}"] if quantiles is not None else []))
     with np.errstate(all="ignore"):

@@ -13,6 +13,7 @@ stderr and exit with status 2. ``main(argv)`` returns the exit code instead of e
 import argparse
 import csv
 import difflib
+import json
 import math
 import os
 import sys
@@ -21,7 +22,11 @@ import warnings
 
 import numpy as np
 
-from . import optim
+from . import datasets, optim
+from ._version import __version__
+from .io import load
+from .reference import train_reference
+from .train import DivergenceWarning, train
 
 PROG = "minireg"
 DATA_TYPES = (".csv", ".npz", ".npy", ".parquet", ".pq")
@@ -65,7 +70,7 @@ def _check_file(path):
 def _pandas():
     """pandas, or None when it is not installed."""
     try:
-        import pandas
+        import pandas  # lazy on purpose: optional and slow to import, only for reading data files
     except ImportError:
         return None
     return pandas
@@ -108,7 +113,7 @@ def _csv_columns(path):
 
 def _parquet_columns(path):
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy on purpose: optional, only for parquet files
     except ImportError:
         raise CLIError(f"reading Parquet ({path}) needs pyarrow, which is not installed: pip install pyarrow, "
                        "or convert the file to CSV") from None
@@ -443,7 +448,6 @@ class _Warnings:
 
     def __exit__(self, *exc):
         self._cm.__exit__(*exc)
-        from .train import DivergenceWarning
         pkg = os.path.dirname(os.path.abspath(__file__))
         seen = set()
         for w in self.caught:
@@ -475,7 +479,6 @@ def cmd_train(args):
             raise CLIError("--resume needs --epochs: how many more epochs to train")
     X, y, features, target = load_data(args.data, args.target, args.features)
     kw = _train_kwargs(args)
-    from .train import train
     with _Warnings():
         result = train(X, y, **kw)
         findings = result.diagnose()
@@ -501,7 +504,6 @@ def cmd_train(args):
 
 def _load_run(path):
     _check_file(path)
-    from .io import load
     return load(path)
 
 
@@ -525,7 +527,6 @@ def cmd_diagnose(args):
     with _Warnings():
         findings, where = findings_of(result, fresh=args.fresh)
     if args.json:
-        import json
         print(json.dumps([f.to_dict() for f in findings], indent=2, allow_nan=True))
         return 0
     print(f"{args.run}: {result!r}")
@@ -552,17 +553,14 @@ def cmd_report(args):
 
 def default_demo():
     """The seed case: learning rate too high, then its fix (what ``python -m minireg demo`` prints)."""
-    import minireg
-    from minireg import datasets
-
     X, y = datasets.linear_1d(n=100, seed=0)
     print("Seed case: X ~ U(0,1), y = 2X + 1 + 0.1·noise, 100 rows; linear model, MSE, SGD, batch 32.\n")
     fixed_lr = None
     for lr in (10.0, None):
         lr = fixed_lr if lr is None else lr
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", minireg.DivergenceWarning)
-            r = minireg.train(X, y, optimizer="sgd", lr=lr, batch_size=32, epochs=50, trace=True)
+            warnings.simplefilter("ignore", DivergenceWarning)
+            r = train(X, y, optimizer="sgd", lr=lr, batch_size=32, epochs=50, trace=True)
         tr = r.trace
         print(f"lr={lr:g}: {r}")
         if r.diverged:
@@ -590,7 +588,7 @@ def default_demo():
 
 
 def cmd_demo(args):
-    from .datasets import CASES, run_case
+    CASES = datasets.CASES
     np.set_printoptions(precision=4)
     if args.case is None:
         default_demo()
@@ -606,7 +604,7 @@ def cmd_demo(args):
     for i, name in enumerate(names):
         if i:
             print()
-        run_case(name)
+        datasets.run_case(name)
     return 0
 
 
@@ -632,7 +630,6 @@ def _bench_data(n, d, hidden, seed=0):
 def _numpy_loop(X, y, hidden, optimizer, lr, batch_size):
     """The same training in plain NumPy: minireg.reference, the readable twin of the compiled loop
     (MSE, torch's init and optimizers, relu hidden layers, the same batches)."""
-    from .reference import train_reference
     kw = dict(model="mlp" if hidden else "linear", hidden=hidden or (10,), activation="relu",
               optimizer=optimizer, lr=lr, batch_size=batch_size)
 
@@ -663,7 +660,7 @@ def _measure(run, target_s, repeats, max_epochs):
 
 def _cuda_available():
     try:
-        from . import cuda
+        from . import cuda  # lazy on purpose: minireg.cuda (and numba.cuda) only when measuring a GPU
         if cuda.simulated():
             return False, "numba's CUDA simulator is on (NUMBA_ENABLE_CUDASIM=1): not a speed measure"
         cuda.require_gpu()
@@ -677,7 +674,6 @@ def _cuda_available():
 
 
 def cmd_bench(args):
-    from .train import train
     quick = args.quick
     target_s, repeats = (0.04, 1) if quick else (0.45, 3)
     use_cuda, why = _cuda_available()
@@ -733,7 +729,6 @@ def cmd_bench(args):
 
 def build_parser():
     p = _Parser(prog=PROG, description="Transparent regression training: train, diagnose, report.")
-    from . import __version__
     p.add_argument("--version", action="version", version=f"minireg {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True

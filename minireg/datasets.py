@@ -2,7 +2,13 @@
 
 Each generator is deterministic in ``seed`` and returns ``(X, y)`` as float64 arrays.
 """
+import warnings
+
 import numpy as np
+
+from .diagnose._model import Model
+from .diagnose.detectors import _layer_grad_norms
+from .train import DivergenceWarning, train
 
 
 def linear_1d(n=100, slope=2.0, intercept=1.0, noise=0.1, seed=0):
@@ -108,13 +114,11 @@ def _val(r):
 
 
 def _grad_ratio(r):
-    from .diagnose.detectors import _layer_grad_norms
     norms = _layer_grad_norms(r.layout, r.trace.grad[0].astype(np.float64))
     return f"‖∂L/∂W1‖/‖∂L/∂W_last‖ at step 0 = {norms[0] / norms[-1]:.2g}"
 
 
 def _dead(r):
-    from .diagnose._model import Model
     X = r.data[0]
     hidden, _ = Model(r.layout, r.config["activation"], r.config["loss"], r.config["delta"]).layer_outputs(
         r.theta.astype(np.float64), X.astype(np.float64))
@@ -169,9 +173,6 @@ def run_case(name, verbose=True):
     """Train a case with its failing arguments, diagnose it (each fix verified by re-running), and
     train again with exactly the case's finding's ``fix``; returns (failing result, its findings,
     fixed result)."""
-    import warnings
-
-    from .train import DivergenceWarning, train
     case = CASES[name]
     X, y, extra = case.data()
     with warnings.catch_warnings():

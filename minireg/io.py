@@ -86,9 +86,12 @@ import zipfile
 
 import numpy as np
 
+from ._version import __version__
+from .continuation import Continuation
 from .controls import Scaler
+from .findings import Finding
 from .layout import Layout
-from .result import TrainResult
+from .result import TrainResult, implements
 from .trace import Trace
 
 FORMAT = "minireg-run"
@@ -165,7 +168,6 @@ SAMPLE_ROWS = 2000
 
 def _pack(result, rows=SAMPLE_ROWS):
     """(members in file order, metadata) for a TrainResult; raises before anything is written."""
-    from . import __version__
 
     arrays, manifest = {}, {}
 
@@ -269,6 +271,7 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+@implements("save")
 def save(result, path, rows=SAMPLE_ROWS):
     """Write ``result`` to ``path`` atomically in the minireg-run format; returns ``path``.
 
@@ -467,7 +470,6 @@ def _build(fh, meta):
             gram = get("gram") if "gram" in manifest else None
         cont = None
         if meta.get("continuation") is not None:
-            from .resume import Continuation
             names = [m[len("continuation."):] for m in manifest if m.startswith("continuation.")]
             arrays = {name: get(f"continuation.{name}") for name in names}
             _need({"theta", "state", "history", "lr_history"} <= set(arrays)
@@ -482,7 +484,6 @@ def _build(fh, meta):
         _need(meta[key] is None or _is_int(meta[key]), f"bad {key}")
     config = _decode(meta["config"])
     _need(isinstance(config, dict), "bad config")
-    from .diagnose.findings import Finding
     findings = [Finding.from_dict(f) if isinstance(f, dict) and "code" in f else f
                 for f in _decode(meta["findings"])]
     result = TrainResult(

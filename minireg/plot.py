@@ -17,7 +17,7 @@ _DEFAULTS = {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay
 
 
 def _plt():
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy on purpose: `import minireg` stays free of matplotlib
     return plt
 
 

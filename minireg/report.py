@@ -19,6 +19,13 @@ import warnings
 
 import numpy as np
 
+from ._version import __version__
+from .diagnose import stability_bound
+from .diagnose.curvature import _lr_from_lambda
+from .findings import fix_call, verification_text
+from .plot import plot_path, plot_result
+from .result import implements
+
 _BOUND_KEYS = ("bound", "minibatch_bound", "bound_standardized", "lambda_max", "bound_kind", "kappa",
                "kappa_standardized", "gd_steps_to_1000x", "gd_steps_to_1000x_standardized", "lr")
 _MAX_LIST = 12  # evidence lists longer than this are shown shortened
@@ -108,7 +115,6 @@ def _findings(result):
 
 
 def _fix_text(fix):
-    from .diagnose.findings import fix_call
     return fix_call(fix)
 
 
@@ -169,7 +175,6 @@ def _computed_bounds(result):
     if result.data is None:
         return [("", None, "n/a: this run was saved without training rows (save(path, rows=0)), so the bound "
                  "cannot be recomputed.")]
-    from .diagnose import stability_bound
     cfg = result.config
     X, y = (np.asarray(a, np.float64) for a in result.data[:2])
     base = dict(model=cfg["model"], loss=cfg["loss"], delta=cfg["delta"], optimizer=cfg["optimizer"], lr=cfg["lr"],
@@ -201,7 +206,6 @@ def _exact_from_gram(result, b):
         return
     if result.saved_sample["rows"] == result.saved_sample["of"]:
         return
-    from .diagnose.curvature import _lr_from_lambda
     lam = 2.0 * float(np.linalg.eigvalsh(np.asarray(gram, np.float64))[-1])
     b.lambda_max, b.lr_max = lam, _lr_from_lambda(lam, "sgd", cfg.get("momentum", 0.0), 0.9)
     b.kind = "exact, from the saved X̃ᵀX̃/n of all training rows"
@@ -278,10 +282,9 @@ def _result_plots(result):
     """[(title, base64 PNG)] of plot_result (and plot_path where it applies); errors become notes."""
     out = []
     try:
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy on purpose: only when a report is written
     except ImportError:
         return [("plots", None)]
-    from .plot import plot_path, plot_result
     jobs = [("loss, gradient and update norms, update/param ratio, learning rate", plot_result)]
     tr = result.trace
     if (result.layout.size == 2 and tr is not None and tr.params is not None and result.data is not None):
@@ -309,7 +312,7 @@ def _small_loss_png(result):
 
 
 def _draw_small_loss(result):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy on purpose: only when a notebook shows a run
     h = result.history
     fig = Figure(figsize=(4.2, 2.3), layout="constrained")
     ax = fig.subplots()
@@ -336,7 +339,6 @@ def _draw_small_loss(result):
 
 def render(result):
     """The report of ``result`` as one HTML string."""
-    from . import __version__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         findings = _findings(result)
@@ -370,7 +372,6 @@ def render(result):
         if f.fix:
             fs.append(f'<p>Fix: <code class="fix">{_e(_fix_text(f.fix))}</code></p>')
             if v is not None and v["cleared"]:
-                from .diagnose.findings import verification_text
                 fs.append(f'<p class="ok">Verified: {_e(verification_text(v)[len("re-ran with it: "):])}</p>')
             elif f.severity != "info":
                 fs.append("<p><small>Not verified by re-running "
@@ -412,6 +413,7 @@ def render(result):
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
+@implements("report")
 def write_report(result, path):
     """Write the report of ``result`` to ``path`` (one self-contained HTML file); returns ``path``."""
     text = render(result)
@@ -429,6 +431,7 @@ _HIGHLIGHTS = ("model", "sizes", "activation", "loss", "optimizer", "lr", "epoch
                "dtype")
 
 
+@implements("_repr_html_")
 def repr_html(result):
     """Compact HTML for Jupyter: config highlights, the outcome, the top findings (when the run has
     been diagnosed) and a small loss plot."""

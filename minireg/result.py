@@ -4,8 +4,36 @@ import numpy as np
 from . import _validate
 from .kernels.activations import CODES as ACTIVATION_CODES
 from .kernels.models import predict_rows
+from .plot import plot_path, plot_result
 
 _PREDICT_ROWS = 4096
+
+# TrainResult.save, .diagnose, .repair, .report and ._repr_html_ delegate to minireg.io,
+# minireg.diagnose and minireg.report, which sit above this module: io builds a TrainResult when it
+# loads a run, and the diagnosis (and the report, through it) re-runs train(), which builds one. So
+# they import this module, not the other way round, and hand their functions over here with
+# @implements when they are imported (``import minireg`` imports them all, before any run exists).
+DELEGATED = ("save", "diagnose", "repair", "report", "_repr_html_")
+_delegates = {}
+
+
+def implements(method):
+    """Decorator: the function that ``TrainResult.<method>`` delegates to (see DELEGATED)."""
+    if method not in DELEGATED:
+        raise ValueError(f"TrainResult.{method} is not delegated; expected one of {DELEGATED}")
+
+    def register(fn):
+        _delegates[method] = fn
+        return fn
+    return register
+
+
+def _delegate(method):
+    try:
+        return _delegates[method]
+    except KeyError:
+        raise RuntimeError(f"TrainResult.{method} needs the module that implements it, which "
+                           "`import minireg` imports; it has not been imported.") from None
 
 
 def _count(n, noun):
@@ -119,47 +147,40 @@ class TrainResult:
     def save(self, path, rows=2000):
         """Write the run to ``path`` (minireg.io); ``rows``: training rows kept as a sample for the
         loaded run's diagnosis and bound (0: none)."""
-        from .io import save
-        return save(self, path, rows)
+        return _delegate("save")(self, path, rows)
 
     def diagnose(self, verify="auto", budget=30.0):
         """The failure modes found in this run, most severe first (a list of :class:`Finding`).
         Also kept as ``self.findings``. Each warning's and error's fix is re-run and verified
         (``finding.verified``) when ``verify`` is True, or when "auto" and the re-runs fit in
         ``budget`` seconds; see minireg.diagnose.verify."""
-        from .diagnose import diagnose
-        self.findings = diagnose(self, verify=verify, budget=budget)
+        self.findings = _delegate("diagnose")(self, verify=verify, budget=budget)
         return self.findings
 
     def repair(self, max_rounds=5):
         """Apply verified fixes round by round until no warning or error remains; returns a
         :class:`minireg.diagnose.Repair` (the repaired run, the changes with before/after numbers)."""
-        from .diagnose import repair
-        return repair(self, max_rounds=max_rounds)
+        return _delegate("repair")(self, max_rounds=max_rounds)
 
     def report(self, path):
         """Write a self-contained HTML report of the run to ``path`` (config, findings with evidence
         and fixes, stability bound, loss and norm plots; see minireg.report); returns ``path``."""
-        from .report import write_report
-        return write_report(self, path)
+        return _delegate("report")(self, path)
 
     def _repr_html_(self):
         """Compact HTML for Jupyter: config table, final loss, diverged, top findings, loss plot."""
-        from .report import repr_html
-        return repr_html(self)
+        return _delegate("_repr_html_")(self)
 
     def plot(self, ax=None, fig=None):
         """The run's figure (matplotlib, imported lazily): the loss (a divergence shown on a log scale
         over its finite range, the non-finite step marked), and the panels the run has data for
         (norms, update/param ratio, per-layer gradient norms of an MLP, a changing lr). With ``ax``
         only the loss, on that axes, so runs can be overlaid; ``fig`` draws into that figure."""
-        from .plot import plot_result
         return plot_result(self, ax=ax, fig=fig)
 
     def plot_path(self, ax=None):
         """For a model with two parameters (linear, one feature): the path of (W1, b1) over the loss
         contours — oscillation and divergence become visible."""
-        from .plot import plot_path
         return plot_path(self, ax=ax)
 
     def __repr__(self):

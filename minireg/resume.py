@@ -21,6 +21,11 @@ import time
 
 import numpy as np
 
+from ._validate import OPTIMIZER_DEFAULTS, SCHEDULE_PARAMS
+from .continuation import Continuation  # noqa: F401 (re-exported: train() imports it from here)
+from .io import load
+from .result import TrainResult
+
 CHECKPOINT_SHARE = 0.04  # automatic interval: writing takes at most this share of the run's time
 # arguments a resumed run keeps from the run it continues (changing them would make the saved
 # parameters, state or data mean something else)
@@ -28,53 +33,11 @@ FIXED_ON_RESUME = ("model", "hidden", "activation", "optimizer", "dtype", "stand
                    "winsorize", "winsorize_y", "seed", "init", "device", "flavor")
 
 
-class Continuation:
-    """Where a run stands, exactly enough to continue it."""
-
-    def __init__(self, theta, state, t, epoch, offset, perm, rng_state, plateau, stopper, history, lr_history,
-                 val_history):
-        self.theta, self.state = theta, state  # the last step's parameters (before any restore_best)
-        self.t = int(t)  # steps taken
-        self.epoch, self.offset = int(epoch), int(offset)  # the next step's epoch and first row in it
-        self.perm = perm  # that epoch's row order when it is part-done and shuffled, else None
-        self.rng_state = rng_state  # the shuffling stream after drawing that epoch's order
-        self.plateau = plateau  # ReduceLROnPlateau's (lr, best, bad_epochs), or None
-        self.stopper = stopper  # early stopping's {best, best_epoch, wait} and best_theta, or None
-        self.history, self.lr_history, self.val_history = history, lr_history, val_history
-
-    # ---- saved with the run (minireg.io): arrays, and JSON-ready metadata
-    def arrays(self):
-        out = {"theta": self.theta, "state": self.state, "history": self.history, "lr_history": self.lr_history}
-        if self.val_history is not None:
-            out["val_history"] = self.val_history
-        if self.perm is not None:
-            out["perm"] = self.perm
-        if self.stopper is not None and self.stopper.get("best_theta") is not None:
-            out["best_theta"] = self.stopper["best_theta"]
-        return out
-
-    def meta(self):
-        stopper = None if self.stopper is None else {k: v for k, v in self.stopper.items() if k != "best_theta"}
-        return {"t": self.t, "epoch": self.epoch, "offset": self.offset, "rng_state": self.rng_state,
-                "plateau": self.plateau, "stopper": stopper}
-
-    @classmethod
-    def from_saved(cls, meta, arrays):
-        stopper = meta["stopper"]
-        if stopper is not None:
-            stopper = {**stopper, "best_theta": arrays.get("best_theta")}
-        return cls(arrays["theta"], arrays["state"], meta["t"], meta["epoch"], meta["offset"], arrays.get("perm"),
-                   meta["rng_state"], meta["plateau"], stopper, arrays["history"], arrays["lr_history"],
-                   arrays.get("val_history"))
-
-
 def previous_run(resume):
     """The TrainResult to continue: given, or loaded from a saved run's path."""
-    from .result import TrainResult
     if isinstance(resume, TrainResult):
         previous = resume
     elif isinstance(resume, (str, os.PathLike)):
-        from .io import load
         previous = load(resume)
     else:
         raise TypeError(f"resume must be a TrainResult or the path of a saved run, got {type(resume).__name__}.")
@@ -90,7 +53,6 @@ def previous_run(resume):
 def resume_arguments(previous, call, given):
     """train()'s arguments for continuing ``previous``: its settings, overridden by those given."""
     cfg = previous.config
-    from ._validate import OPTIMIZER_DEFAULTS, SCHEDULE_PARAMS
     if "epochs" not in given:
         raise ValueError("resume=... needs epochs=: how many more epochs to train (the partly done epoch of an "
                          "interrupted run counts as one).")

@@ -23,6 +23,7 @@ import difflib
 import inspect
 import itertools
 import math
+import os
 import time
 import warnings
 
@@ -31,6 +32,7 @@ import numpy as np
 from . import _validate as V, optim
 from .layout import n_params
 from .trace import row_bytes
+from .train import DivergenceWarning, InterruptedWarning, train
 
 __all__ = ["sweep", "SweepResult"]
 
@@ -42,7 +44,6 @@ _PLOT_TOP = 1e200  # loss curves are cut there: exploded runs only leave the cha
 
 
 def _train_arguments():
-    from .train import train
     names = [p.name for p in inspect.signature(train).parameters.values()
              if p.kind is inspect.Parameter.KEYWORD_ONLY]
     hparams = sorted({k for d in V.OPTIMIZER_DEFAULTS.values() for k in d})
@@ -147,7 +148,7 @@ def _run_bytes(params, n_all, d, hparams):
 def _pandas():
     """pandas, or None when it is not installed."""
     try:
-        import pandas
+        import pandas  # lazy on purpose: optional and slow to import, only for the sweep's table
     except ImportError:
         return None
     return pandas
@@ -155,7 +156,6 @@ def _pandas():
 
 def _run_one(X, y, params, keep, diagnose=True):
     """One configuration: train, diagnose, and the row of the table (runs in a worker)."""
-    from .train import DivergenceWarning, InterruptedWarning, train
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -235,7 +235,7 @@ class SweepResult:
             return self._plot(key, val)
 
     def _plot(self, key, val):
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy on purpose: only when a plot is asked for
         panels = self.grid[key]
         records = self.records()
         fig, axes = plt.subplots(1, len(panels), figsize=(min(4.2 * len(panels), 18), 3.8), squeeze=False,
@@ -335,6 +335,7 @@ def sweep(X, y, grid, *, n_jobs=None, client=None, keep="results", diagnose=True
             "Record less (trace='norms' or trace_every=k), keep only the histories (keep='history'), "
             "sweep a smaller grid, or raise memory_budget.")
 
+    # lazy on purpose: joblib (scikit-learn's) and, through its dask backend, dask only when sweeping
     import joblib
     jobs = (joblib.delayed(_run_one)(X64, y64, cfg_params, keep, diagnose)
             for cfg_params in ({**fixed, **cfg} for cfg in configs))
@@ -365,7 +366,6 @@ def sweep(X, y, grid, *, n_jobs=None, client=None, keep="results", diagnose=True
                     left = 0
         except KeyboardInterrupt:
             left, stopped = 0, True
-        import itertools
         gen = joblib.Parallel(n_jobs=-1, return_as="generator")(jobs) if left else None
         out = itertools.chain(done_here, gen or ())
     else:
@@ -385,15 +385,12 @@ def sweep(X, y, grid, *, n_jobs=None, client=None, keep="results", diagnose=True
     done = SweepResult(values, dict(fixed), configs[:len(rows)], rows, results)
     done.interrupted = stopped
     if stopped:
-        import warnings
-        from .train import InterruptedWarning
         warnings.warn(f"sweep interrupted (Ctrl-C): {len(rows)} of {len(configs)} configurations finished; the "
                       "result holds those, the rest were cancelled.", InterruptedWarning, stacklevel=2)
     return done
 
 
 def _effective_jobs(n_jobs, n):
-    import os
     if n_jobs is None:  # the default may go to all cores: count them all in flight
         n_jobs = -1
     cpus = os.cpu_count() or 1

@@ -13,6 +13,7 @@ after − params before) and ``state`` (name → (rows, P), the optimizer state 
 """
 import numpy as np
 
+from .explain import explain
 from .kernels.loop import N_SCALAR_COLS
 
 
@@ -115,7 +116,6 @@ def _explain(self, i):
     (textbook form, and the code's order where it differs) with every tensor's numbers, and a check
     that they reproduce the traced update. Returns an :class:`minireg.explain.Explanation` (its str
     is the text; notebooks show it as HTML); prints nothing."""
-    from .explain import explain
     return explain(self, i)
 
 

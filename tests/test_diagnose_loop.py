@@ -322,5 +322,5 @@ def test_example_script_runs_and_applies_the_printed_fix(path, capsys):
     out = capsys.readouterr().out
     assert "verified: re-ran with it" in out and "with the fix " in out
     finding = next(f for f in ns["findings"] if f.fix == ns["fix"])
-    assert f"fix: {__import__('minireg.diagnose.findings', fromlist=['x']).fix_call(ns['fix'])}" in str(finding)
+    assert f"fix: {__import__('minireg.findings', fromlist=['x']).fix_call(ns['fix'])}" in str(finding)
     assert ns["good"].inputs.kwargs.items() >= ns["fix"].items()

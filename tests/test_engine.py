@@ -1,5 +1,7 @@
 """The engine's contract: trace contents, determinism, divergence, budget, dtypes, inputs."""
+import ast
 import gc
+import pathlib
 import subprocess
 import sys
 import warnings
@@ -274,11 +276,103 @@ def test_import_is_light_and_compiles_nothing():
     code = (
         "import sys, minireg\n"
         "from minireg.kernels import loop\n"
-        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
-        "assert 'sklearn' not in sys.modules, 'sklearn imported'\n"
+        "heavy = ('matplotlib', 'sklearn', 'pandas', 'dask', 'tqdm', 'numba.cuda', 'minireg.cuda', 'minireg.sklearn')\n"
+        "loaded = [m for m in heavy if m in sys.modules]\n"
+        "assert not loaded, f'imported: {loaded}'\n"
         "assert loop.train_epochs.signatures == [], 'compiled at import'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# minireg modules imported inside functions on purpose, so that `import minireg` stays light (the test
+# above): scikit-learn's estimator, and the CUDA backend, which loads numba.cuda
+LAZY_MODULES = {"minireg.sklearn", "minireg.cuda", "minireg.cuda.loop"}
+
+
+def _minireg_imports():
+    """({module: the minireg modules it imports at import time}, [(module, line, imported module)] of
+    the imports inside functions), read from the source. ``from a.b import c`` imports the module a.b.c
+    when there is one, else a.b; and importing a.b.c runs a.b's __init__ first, so a subpackage counts as
+    imported too unless the importer is inside it (minireg's own __init__, which every import of a
+    submodule runs first and which imports the public modules, counts only when named)."""
+    root = pathlib.Path(minireg.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if package else parts)] = (path, package)
+
+    def imported(module, package, node):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            base = node.module or ""
+            if node.level:
+                parts = module.split(".")[:None if package else -1]
+                parts = parts[:len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        return {n for n in names if n == "minireg" or n.startswith("minireg.")}
+
+    top, inner = {}, []
+    for module, (path, package) in modules.items():
+        top[module] = set()
+
+        def visit(node, in_function, module=module, package=package):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for name in imported(module, package, node):
+                    if in_function:
+                        inner.append((module, node.lineno, name))
+                    else:
+                        parts = name.split(".")
+                        top[module].update(p for p in (".".join(parts[:k]) for k in range(2, len(parts)))
+                                           if not (module + ".").startswith(p + "."))
+                        top[module].add(name)
+            function = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            for child in ast.iter_child_nodes(node):
+                visit(child, in_function or function)
+
+        visit(ast.parse(path.read_text(encoding="utf-8")), False)
+        top[module].discard(module)
+    return top, inner
+
+
+def test_no_import_cycles_and_no_imports_inside_functions():
+    """Each pair of minireg modules that need each other has one direction: the graph of top-level
+    imports has no cycle, and no minireg module is imported inside a function (which is how a cycle
+    hides) except the deliberately lazy LAZY_MODULES. When a lower module needs something of a
+    higher one, it moves down or is handed over (e.g. minireg.result.implements)."""
+    top, inner = _minireg_imports()
+    assert {"minireg", "minireg.result", "minireg.io", "minireg.diagnose", "minireg.train"} <= top.keys()
+    assert "minireg.result" in top["minireg.io"] and "minireg.train" in top["minireg.diagnose.verify"]
+
+    state, path = {}, []
+
+    def cycle_from(m):
+        state[m] = "open"
+        path.append(m)
+        for n in sorted(top.get(m, ())):
+            if state.get(n) == "open":
+                return path[path.index(n):] + [n]
+            if n not in state and (found := cycle_from(n)):
+                return found
+        state[m] = "done"
+        path.pop()
+        return None
+
+    for m in sorted(top):
+        if m not in state:
+            cycle = cycle_from(m)
+            assert cycle is None, "import cycle: " + " -> ".join(cycle)
+    lazy = [f"{m}:{line} imports {name}" for m, line, name in inner if name not in LAZY_MODULES]
+    assert not lazy, "minireg modules imported inside functions: " + "; ".join(lazy)
+
+
+def test_trainresult_delegates_are_implemented():
+    # TrainResult.save/diagnose/... call what minireg.io, .diagnose and .report registered on import
+    from minireg import result
+    assert set(result._delegates) == set(result.DELEGATED)
+    assert result._delegates["save"] is minireg.io.save and result._delegates["diagnose"] is minireg.diagnose.diagnose
 
 
 def test_every_kernel_is_cached_on_disk():

@@ -56,14 +56,14 @@ class Context:
     """Device-resident state of one training run; see ``minireg.cuda.loop.Context``."""
 
     def __new__(cls):
-        from .loop import Context as _Context
+        from .loop import Context as _Context  # lazy on purpose: the kernels load when a run starts
         return _Context()
 
 
 def train_epochs_cuda(ctx, *args):
     """``minireg.kernels.loop.train_epochs(*args)`` on the GPU (same arguments, semantics and host-side
     effects), keeping the data and buffers on the device in ``ctx`` across calls."""
-    from .loop import train_epochs_cuda as _run
+    from .loop import train_epochs_cuda as _run  # lazy on purpose, as in Context
     return _run(ctx, *args)
 
 

@@ -24,6 +24,8 @@ import os
 
 from numba import cuda
 
+from ..kernels._jit import drop_stale_cache
+
 _DEFAULT_TPB = 256
 
 
@@ -78,7 +80,6 @@ def kernel(fn):
     differ from the CPU's in the last bits, as do sums that the GPU reduces in a tree (batch loss,
     norms, row segments of a large batch).
     """
-    from ..kernels._jit import drop_stale_cache
     return drop_stale_cache(cuda.jit(cache=CACHE)(fn))
 
 

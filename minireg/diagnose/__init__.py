@@ -1,13 +1,12 @@
 """Diagnosis: name each failure mode of a run from its trace, history and data, with the
 evidence, the step where it began, and the fix (see detectors.py for the rules and thresholds)."""
-import time
-
 import numpy as np
 
 from .. import _validate as V
+from ..result import implements
+from ..findings import CODES, Finding, _num, fix_call, sort_findings
 from .curvature import StabilityBound, stability_bound
-from .detectors import DETECTORS, Context, _outliers, _unscaled, leverage_outliers, noise_floor, robust_residuals
-from .findings import CODES, Finding, sort_findings
+from .detectors import _outliers, _unscaled, detect, leverage_outliers, noise_floor, robust_residuals
 from .lr_range import LRRangeResult, lr_range_test
 from .verify import DEFAULT_BUDGET, Verifier, verify as _verify, verify_finding
 
@@ -16,6 +15,7 @@ __all__ = ["Finding", "CODES", "diagnose", "repair", "Repair", "check_data", "st
            "LRRangeResult"]
 
 
+@implements("diagnose")
 def diagnose(result, verify="auto", budget=DEFAULT_BUDGET):
     """All findings of a run, most severe first.
 
@@ -26,25 +26,10 @@ def diagnose(result, verify="auto", budget=DEFAULT_BUDGET):
     if verify not in (True, False, "auto"):
         raise ValueError(f"verify must be True, False or 'auto', got {verify!r}.")
     budget = V.real("budget", budget, low=0.0, allow_inf=True)
-    # import what the detectors use before timing them: the one-off imports (a few seconds on a first
-    # call) would otherwise make the projected re-runs look long and switch verification off
-    import scipy.optimize  # noqa: F401
-    import scipy.stats  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
-    import sklearn.model_selection  # noqa: F401
-    import sklearn.neighbors  # noqa: F401
-    tick = time.perf_counter()
-    ctx = Context(result)
-    findings = []
-    with np.errstate(all="ignore"):
-        for detect in DETECTORS:
-            findings.extend(detect(ctx))
-    if any(f.severity != "info" and f.code != "plateau" for f in findings):
-        findings = [f for f in findings if f.code != "plateau"]  # the catch-all: another finding names the cause
-    result._diagnose_seconds = time.perf_counter() - tick
-    return _verify(result, sort_findings(findings), verify, budget)
+    return _verify(result, detect(result), verify, budget)
 
 
+@implements("repair")
 def repair(result, *, max_rounds=5):
     """Apply verified fixes round by round until no warning or error remains; returns a
     :class:`Repair`. ``result`` is a TrainResult of this session (one that keeps its inputs)."""
@@ -86,7 +71,6 @@ class Repair:
         return not any(f.severity in ("warning", "error") for f in self.findings)
 
     def __str__(self):
-        from .findings import _num, fix_call
         lines = [f"repair: {len(self.changes)} change(s)"
                  + ("" if self.repaired else ", warnings remain: "
                     + ", ".join(f.code for f in self.findings if f.severity in ("warning", "error")))]
@@ -121,7 +105,7 @@ def _check_data(X, y):
     if not any(f.code == "outliers" for f in out):
         out += leverage_outliers(X, y, "the raw features")
     if y.size >= 10 and np.ptp(y) > 0:
-        from scipy.stats import spearmanr
+        from scipy.stats import spearmanr  # lazy on purpose, like sklearn in the detectors
         rho = float(spearmanr(np.arange(y.size), y).statistic)
         if abs(rho) >= 0.5:
             out.append(Finding("unshuffled_batches", "info",

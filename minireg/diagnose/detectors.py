@@ -43,13 +43,15 @@ Thresholds (module constants, stated here so they can be argued with):
 Every warning's and error's fix is then re-run and verified (verify.py).
 """
 import math
+import time
 
 import numpy as np
 
 from .. import optim
 from ..controls import Scaler, mean_std
+from ..findings import Finding, round_sig, sort_findings
+from ..layout import init_params
 from .curvature import condition_number, stability_bound, steps_to_shrink
-from .findings import Finding, round_sig
 from ._model import Model
 
 LOSS_RISE = 10.0
@@ -174,7 +176,7 @@ class Context:
             X, y = self.sample()
             if X.shape[0] < MIN_ROWS:
                 return None
-            from sklearn.model_selection import cross_val_predict
+            from sklearn.model_selection import cross_val_predict  # lazy on purpose: sklearn only when diagnosing
             from sklearn.neighbors import KNeighborsRegressor
             Xs = Scaler.fit(X, "zscore").transform(X, np.float64)
             best = None
@@ -205,7 +207,7 @@ class Context:
                 return float(np.mean((Xt @ coef - y) ** 2)), coef
             coef = np.linalg.lstsq(Xt, y, rcond=None)[0]
             if self.cfg["loss"] == "huber":
-                from scipy.optimize import minimize
+                from scipy.optimize import minimize  # lazy on purpose, like sklearn
                 delta, n = self.cfg["delta"], X.shape[0]
 
                 def f(w):
@@ -237,7 +239,6 @@ class Context:
         init = inputs.kwargs.get("init", "torch") if inputs is not None else self.cfg["init"]
         if isinstance(init, str) and init == "dict":
             return None
-        from ..layout import init_params
         seq = np.random.SeedSequence(self.cfg["seed"]).spawn(3)[0]
         return init_params(self.r.layout, init, np.random.default_rng(seq), np.float64)
 
@@ -662,7 +663,7 @@ def robust_residuals(X, y):
     leans towards its outliers and hides them in its own residuals."""
     if X.shape[0] < max(8, 3 * (X.shape[1] + 1)):
         return None
-    from sklearn.linear_model import HuberRegressor
+    from sklearn.linear_model import HuberRegressor  # lazy on purpose: sklearn only when diagnosing
     try:
         return HuberRegressor(max_iter=500).fit(X, y).predict(X) - y
     except ValueError:
@@ -731,7 +732,7 @@ def unshuffled_batches(ctx):
     ev = {"used": []}
     rho = None
     if ctx.has_data:
-        from scipy.stats import spearmanr
+        from scipy.stats import spearmanr  # lazy on purpose, like sklearn
         y = np.asarray(ctx.data[1], np.float64)
         rho = float(spearmanr(np.arange(y.size), y).statistic) if np.ptp(y) > 0 else 0.0
         ev["used"].append("target order")
@@ -834,7 +835,7 @@ def underfitting_and_plateau(ctx):
 def _structure(X, res):
     """Cross-validated R² of a kNN regressor predicting the residuals from X: how much of what the
     model misses is still systematic."""
-    from sklearn.model_selection import cross_val_score
+    from sklearn.model_selection import cross_val_score  # lazy on purpose: sklearn only when diagnosing
     from sklearn.neighbors import KNeighborsRegressor
     Xs = Scaler.fit(X, "zscore").transform(X, np.float64)
     k = max(1, min(10, int(0.8 * X.shape[0]) - 1))  # a CV fold trains on 80% of the rows
@@ -957,3 +958,27 @@ def dead_relu(ctx):
 
 DETECTORS = (nonfinite, lr_too_high, lr_too_low, unscaled_features, outliers, unshuffled_batches,
              underfitting_and_plateau, overfitting, vanishing_gradients, dead_relu)
+
+
+def detect(result):
+    """Every detector's findings on ``result``, most severe first and not verified (what
+    ``diagnose(result, verify=False)`` returns); the seconds they took go to ``result._diagnose_seconds``.
+    Here rather than in minireg.diagnose so that verify.py, which diagnoses each re-run, can import it."""
+    # import what the detectors use (here, not at the top: `import minireg` stays free of sklearn) before
+    # timing them: the one-off imports (a few seconds on a first call) would otherwise make the projected
+    # re-runs look long and switch verification off
+    import scipy.optimize  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import sklearn.neighbors  # noqa: F401
+    tick = time.perf_counter()
+    ctx = Context(result)
+    findings = []
+    with np.errstate(all="ignore"):
+        for detector in DETECTORS:
+            findings.extend(detector(ctx))
+    if any(f.severity != "info" and f.code != "plateau" for f in findings):
+        findings = [f for f in findings if f.code != "plateau"]  # the catch-all: another finding names the cause
+    result._diagnose_seconds = time.perf_counter() - tick
+    return sort_findings(findings)

@@ -11,6 +11,9 @@ import warnings
 
 import numpy as np
 
+from .. import _validate as V
+from ..plot import plot_lr_range
+from ..train import DivergenceWarning, train
 from .curvature import stability_bound
 
 
@@ -41,15 +44,12 @@ class LRRangeResult:
                 f"suggestion {self.suggestion:.3g}{capped}, stability bound {b})")
 
     def plot(self, ax=None):
-        from ..plot import plot_lr_range
         return plot_lr_range(self, ax=ax)
 
 
 def lr_range_test(X, y, *, lr_min=1e-7, lr_max=10.0, num_steps=100, smooth=0.98, diverge_factor=4.0,
                   batch_size=None, seed=0, **train_kwargs):
     """Run the test; ``train_kwargs`` are passed to :func:`minireg.train` (model, loss, optimizer, …)."""
-    from .. import _validate as V
-    from ..train import DivergenceWarning, train
     lr_min = V.real("lr_min", lr_min, low=0.0, low_open=True)
     lr_max = V.real("lr_max", lr_max, low=0.0, low_open=True)
     if not lr_min < lr_max:

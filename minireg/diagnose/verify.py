@@ -26,7 +26,10 @@ import warnings
 
 import numpy as np
 
-from .findings import SEVERITY_ORDER, fix_call, sort_findings
+from ..controls import Scaler
+from ..findings import SEVERITY_ORDER, fix_call, sort_findings
+from ..train import DivergenceWarning, split_rows, train
+from .detectors import detect
 
 IMPROVE = 0.2
 DEFAULT_BUDGET = 30.0  # seconds of re-runs that verify="auto" allows per diagnosis
@@ -56,15 +59,13 @@ class Verifier:
         """(result, its unverified findings) of the call with ``fix`` applied."""
         key = self._key(fix)
         if key not in self._runs:
-            from ..train import DivergenceWarning, train
             # a re-run is the diagnosis' own: it never writes the user's checkpoint file
             kw = {**self.inputs.kwargs, **fix, "progress": False, "checkpoint": None, "checkpoint_every": None}
             tick = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DivergenceWarning)
                 r = train(self.inputs.X, self.inputs.y, **kw)
-                from . import diagnose
-                found = diagnose(r, verify=False)
+                found = detect(r)
             self.seconds += time.perf_counter() - tick
             self._runs[key] = (r, found)
         return self._runs[key]
@@ -82,7 +83,6 @@ class Verifier:
         if isinstance(val, (tuple, list)):
             Xtr, ytr, Xv, yv = X, y, np.asarray(val[0], np.float64), np.asarray(val[1], np.float64).ravel()
         elif val is not None:
-            from ..train import split_rows
             Xtr, ytr, Xv, yv = split_rows(X, y, float(val), r.config["seed"])
         else:
             Xtr, ytr, Xv, yv = X, y, None, None
@@ -111,9 +111,8 @@ class Verifier:
         """The MSE no fix is expected to beat on these rows (see the module docstring); cached."""
         key = Xv is not None
         if key not in self._noise:
-            from sklearn.model_selection import cross_val_predict
+            from sklearn.model_selection import cross_val_predict  # lazy on purpose: sklearn only when diagnosing
             from sklearn.neighbors import KNeighborsRegressor
-            from ..controls import Scaler
             sc = Scaler.fit(Xtr, "zscore")
             A = sc.transform(Xtr, np.float64)
             At = np.column_stack([A, np.ones(A.shape[0])])

@@ -1,5 +1,12 @@
-"""Finding: one diagnosed failure mode, with its evidence and the argument change to try."""
+"""Finding: one diagnosed failure mode, with its evidence and the argument change to try.
+
+A module of its own, outside minireg.diagnose (whose verification re-runs train()): minireg.io
+rebuilds the findings saved with a run, and io sits below train(), which loads a saved run to resume it.
+"""
 from dataclasses import dataclass, field
+from math import floor, log10
+
+import numpy as np
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 CODES = ("lr_too_high", "lr_too_low", "unscaled_features", "outliers", "unshuffled_batches", "underfitting",
@@ -55,7 +62,6 @@ class Finding:
 def plain_number(v):
     """A fix's value as the plain Python value to paste: numpy scalars as Python numbers (``lr=0.34``,
     not ``np.float64(0.34)``), floats to 2 significant digits, lists as tuples."""
-    import numpy as np
     if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float):
@@ -95,7 +101,6 @@ def verification_text(v):
 
 
 def _plain(v):
-    import numpy as np
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -122,5 +127,4 @@ def round_sig(x, digits=2):
     """A learning rate or threshold rounded to ``digits`` significant figures, for fixes and messages."""
     if x == 0 or x != x or x in (float("inf"), float("-inf")):
         return x
-    from math import floor, log10
     return float(round(float(x), -int(floor(log10(abs(x)))) + digits - 1))
