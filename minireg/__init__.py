@@ -9,6 +9,7 @@ from . import datasets
 from . import report  # noqa: F401 (imported for TrainResult.report and _repr_html_: see minireg.result)
 from .diagnose import Finding, LRRangeResult, Repair, StabilityBound, check_data, lr_range_test, stability_bound
 from .diagnose import repair as _repair
+from .frameworks import replay
 from .io import load
 from .layout import Layout
 from .plot import plot_compare
@@ -37,7 +38,7 @@ def repair(X, y=None, *, max_rounds=5, **train_args):
     return _repair(result, max_rounds=max_rounds)
 __all__ = ["train", "TrainResult", "Trace", "Layout", "DivergenceWarning", "load", "MiniRegressor", "Finding",
            "check_data", "stability_bound", "StabilityBound", "lr_range_test", "LRRangeResult", "datasets",
-           "sweep", "SweepResult", "repair", "Repair", "plot_compare", "__version__"]
+           "sweep", "SweepResult", "repair", "Repair", "plot_compare", "replay", "__version__"]
 
 
 def __getattr__(name):

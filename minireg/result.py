@@ -73,6 +73,11 @@ class TrainResult:
         # where the run stands, exactly enough to continue it (minireg.resume.Continuation)
         self.continuation = None
 
+    def set_theta(self, theta):
+        """Make ``theta`` (flat) the result's parameters (``params`` follows): a replayed run's kept epoch."""
+        self.theta = np.array(theta, self.theta.dtype, copy=True)
+        self.params = {k: v.copy() for k, v in self.layout.unflatten(self.theta).items()}
+
     @property
     def dtype(self):
         return self.theta.dtype

@@ -1,0 +1,34 @@
+"""Replay another framework's training run in minireg, step for step: ``minireg.replay(obj, X, y, ...)``.
+
+    sklearn.py   scikit-learn's MLPRegressor (solver "sgd"/"adam") and SGDRegressor, unfitted
+    keras.py     a compiled Keras 3 Sequential of Dense layers, from its current weights
+    torch.py     a torch.nn.Sequential of Linear and ReLU/Tanh/Sigmoid layers with its torch.optim optimizer
+
+Each module reads the framework object into plain settings (its ``spec_from_*``; only this step
+touches the framework's objects, and it changes nothing in them) and replays those settings with
+``minireg.train`` in that framework's flavor (``replay_*``; the tests call these with settings
+recorded from the real packages, so they need neither Keras nor torch). The result is a TrainResult
+like any run's (trace, diagnosis, explain), with ``result.replayed``: what the framework would report
+(e.g. scikit-learn's ``n_iter_`` and ``loss_curve_``).
+"""
+from . import sklearn as _sklearn
+
+
+def replay(obj, X, y, **overrides):
+    """The training ``obj`` would do on (X, y), as a minireg TrainResult.
+
+    - scikit-learn ``MLPRegressor`` (unfitted; solver "sgd" or "adam"; an integer random_state) or
+      ``SGDRegressor`` (dense X, shuffle=False): the same initial draws, shuffles, batches, learning-rate
+      schedule and stopping rule as ``obj.fit(X, y)``;
+    - a Keras 3 ``Sequential`` of ``Dense`` layers, compiled: ``replay(model, X, y, epochs=E, batch_size=B)``
+      is ``model.fit(X, y, epochs=E, batch_size=B, shuffle=False)`` from the model's current weights;
+    - a torch ``nn.Sequential``: ``replay(model, X, y, optimizer=opt, epochs=E, batch_size=B)`` is the plain
+      loop (zero_grad, MSELoss, backward, step) over batches in row order, from the current weights.
+
+    ``overrides`` are passed on to ``minireg.train`` (e.g. ``trace=True``).
+    """
+    kind = type(obj).__module__ + "." + type(obj).__name__
+    if kind.startswith("sklearn."):
+        return _sklearn.replay_estimator(obj, X, y, **overrides)
+    raise TypeError(f"replay() takes a scikit-learn MLPRegressor or SGDRegressor, a Keras Sequential model or a "
+                    f"torch.nn.Sequential; got {kind}.")
