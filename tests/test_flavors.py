@@ -70,8 +70,9 @@ def test_sklearn_init_draws_mlp_regressors_weights():
     case = next(c for c in json.loads((FIX / "replay_cases.json").read_text())["cases"] if c["id"] == "mlp_02")
     F = np.load(FIX / "replay_sklearn_mlp.npz")
     p = case["full_params"]
-    r = minireg.train(F["mlp_02/X"], F["mlp_02/y"], flavor="sklearn", model="mlp", hidden=tuple(p["hidden_layer_sizes"]),
-                      activation="sigmoid", optimizer="adam", epochs=1, seed=p["random_state"], trace=True)
+    r = minireg.train(F["mlp_02/X"], F["mlp_02/y"], flavor="sklearn", model="mlp",
+                      hidden=tuple(p["hidden_layer_sizes"]), activation="sigmoid", optimizer="adam", epochs=1,
+                      seed=p["random_state"], trace=True)
     first = r.trace.step(0)["params"]
     for k in range(2):
         np.testing.assert_array_equal(first[f"W{k + 1}"], F[f"mlp_02/init/coefs_{k}"])
