@@ -133,6 +133,8 @@ def explain(trace, i):
     loss = cfg["loss"]
     if loss == "mse":
         dl, rule, lrule = 2 * res / B, "2·r/B", "mean(r²)"
+    elif loss == "squared_error":
+        dl, rule, lrule = res / B, "r/B", "mean(½r²)"
     elif loss == "huber":
         d = cfg["delta"]
         dl, rule = np.clip(res, -d, d) / B, f"clip(r, ±{d:g})/B"
@@ -142,6 +144,9 @@ def explain(trace, i):
     L.append(f"  predictions p {_fmt(pred)}")
     L.append(f"  targets     y {_fmt(y[rows])}")
     L.append(f"  residuals   r = p − y = {_fmt(res)}")
+    l2 = float(cfg.get("l2") or 0.0)
+    if l2:  # scikit-learn's L2 term is part of its loss
+        lrule += f" + (alpha/2B)·Σ‖W‖²   (alpha={l2:g})"
     L.append(f"  loss          {lrule} = {float(trace.loss[r]):.6g}")
     L.append(f"  dL/dp         {rule} = {_fmt(dl)}")
     values.update(residuals=res, loss=float(trace.loss[r]), dL_dp=dl)
@@ -169,7 +174,7 @@ def explain(trace, i):
     # ---- what the optimizer receives
     opt = cfg["optimizer"]
     wd = float(cfg.get("weight_decay") or 0.0)
-    coupled = wd != 0 and opt != "adamw"
+    coupled = wd != 0 and not _decoupled(cfg)
     l1 = float(cfg.get("l1") or 0.0)
     g_traced = trace.grad[r]
     L = []
@@ -178,6 +183,11 @@ def explain(trace, i):
         n1 = layout.slices["W1"].stop
         g_raw[:n1] += l1 * np.sign(theta[:n1])
         L.append(f"  + L1 subgradient l1·sign(w) on W1, l1={l1:g}")
+    if l2:
+        for k in range(1, n_layers + 1):
+            w = layout.slices[f"W{k}"]
+            g_raw[w] += l2 / B * theta[w]
+        L.append(f"  + scikit-learn's L2 term alpha·W/B on the weights (not the biases), alpha={l2:g}, B={B}")
     expected = g_raw + (wd * theta if coupled else 0.0)
     dev = float(np.max(np.abs(expected - g_traced))) if g_traced.size else 0.0
     scale = float(np.max(np.abs(g_traced))) if g_traced.size else 0.0
@@ -253,7 +263,7 @@ class StepView:
 
     def __init__(self, trace, r, cfg, lr, g_used, dtype, values):
         self.layout, self.cfg, self.lr, self.values = trace.layout, cfg, lr, values
-        self.hyper = optim.hyper(cfg["optimizer"], {k: cfg[k] for k in optim.DEFAULTS[cfg["optimizer"]]})
+        self.hyper = self.hyper_of(cfg)
         self.p, self.g = trace.params[r], g_used
         self.t = int(trace.step[r]) + 1
         self.first = self.t == 1
@@ -262,6 +272,12 @@ class StepView:
         self.scalars = optim.BY_NAME[cfg["optimizer"]].step_scalars(self.hyper, float(lr), self.t)
         self._trace, self._r = trace, r
         self._prev = r - 1 if r > 0 and int(trace.step[r - 1]) == int(trace.step[r]) - 1 else None
+
+    @staticmethod
+    def hyper_of(cfg):
+        """The run's Hyper tuple, rebuilt from its config."""
+        return optim.hyper(cfg["optimizer"], {k: cfg[k] for k in optim.DEFAULTS[cfg["optimizer"]]},
+                           cfg.get("flavor", "torch"))
 
     def state(self, name):
         """The state row after the step."""
@@ -284,12 +300,18 @@ class StepView:
             self.named(f"{label} new" if shown else label, self.state(name))
 
 
+def _decoupled(cfg):
+    """Whether the run's weight decay shrinks p (AdamW, and every Keras-flavored Adam) instead of
+    adding to g."""
+    return bool(getattr(StepView.hyper_of(cfg), "decoupled", False))
+
+
 def _optimizer(trace, r, cfg, lr, wd, coef, clip_value, dtype, theta, values):
     """(lines, the update as the code computes it, the update in textbook order) for trace row r, from
     the optimizer's own module."""
     opt = cfg["optimizer"]
     g = trace.grad[r]
-    coupled = wd != 0 and opt != "adamw"
+    coupled = wd != 0 and not _decoupled(cfg)
     if coef != 1.0 or clip_value:
         # the optimizer used clip(g_raw) + wd·p; the trace keeps g_raw + wd·p
         g = _clipped_gradient(g, theta, wd if coupled else 0.0, coef, clip_value, dtype)

@@ -119,3 +119,20 @@ def test_the_stability_bound_of_the_half_squared_loss_is_twice_the_mse_bound():
     found = {f.code: f for f in r.diagnose(verify=False)}
     assert "lr_too_high" in found
     assert found["lr_too_high"].evidence["bound"] == pytest.approx(half.lr_max, rel=1e-6)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(optimizer="sgd", flavor="sklearn"), dict(optimizer="sgd", flavor="keras", momentum=0.9, nesterov=True),
+    dict(optimizer="rmsprop", flavor="keras"), dict(optimizer="rmsprop", flavor="keras", centered=True, momentum=0.5),
+    dict(optimizer="adam", flavor="sklearn", alpha=0.01), dict(optimizer="adamw", flavor="keras", amsgrad=True)],
+    ids=lambda kw: f"{kw['flavor']}-{kw['optimizer']}-{len(kw)}")
+def test_explain_writes_out_each_flavors_rule_bit_for_bit(kw):
+    rng = np.random.default_rng(0)
+    Xb = rng.normal(size=(30, 2))
+    r = minireg.train(Xb, Xb @ [1.0, 2.0], epochs=3, batch_size=8, trace=True, model="mlp", hidden=(4,), **kw)
+    e = r.trace.explain(5)
+    assert e.reproduced and e.max_diff == 0, str(e)
+    text = str(e)
+    assert ("velocity" in text) if kw["optimizer"] == "sgd" else True
+    assert ("inside the root" in text or "centered" in text) if kw["optimizer"] == "rmsprop" else True
+    assert ("lr_t = lr·√(1 − β2ᵗ)/(1 − β1ᵗ)" in text) if kw["optimizer"].startswith("adam") else True

@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import _validate as V
 from ..layout import Layout, init_params
-from ..train import train
+from ..train import RunInputs, train
 
 _ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": "identity"}
 
@@ -108,8 +108,8 @@ def replay_mlp(params, X, y, **overrides):
     hparams = ({"beta1": p["beta_1"], "beta2": p["beta_2"], "eps": p["epsilon"]} if p["solver"] == "adam" else
                {"momentum": p["momentum"], "nesterov": p["nesterovs_momentum"]})
     first = dict(flavor="sklearn", model="mlp", hidden=hidden, activation=activation, optimizer=p["solver"],
-                 loss="squared_error", l2=p["alpha"], batch_size=batch_size, init=init, trace="norms",
-                 progress=False, **hparams, **overrides)
+                 loss="squared_error", l2=p["alpha"], batch_size=batch_size, init=init, progress=False, **hparams)
+    first.update({"trace": "norms", **overrides})  # the epoch losses are read from the trace
     lr = float(p["learning_rate_init"])
     schedule = p["learning_rate"] if p["solver"] == "sgd" else "constant"
     idx = np.arange(n)
@@ -143,6 +143,12 @@ def replay_mlp(params, X, y, **overrides):
                 break
     if best_theta is not None:
         result.set_theta(best_theta)  # fit() keeps the best validation epoch's weights
+    # what the diagnosis re-runs to verify a fix: the whole run as one minireg call (minireg's own
+    # shuffles, the initial learning rate throughout), the fix applied to it
+    whole = {**first, "epochs": max(len(loss_curve), 1), "lr": float(p["learning_rate_init"]),
+             "shuffle": bool(p["shuffle"]), "seed": int(p["random_state"]),
+             **({"validation": (X_val, y_val)} if p["early_stopping"] else {})}
+    result.inputs = RunInputs(X64, y64, whole)
     result.replayed = {
         "framework": "sklearn.MLPRegressor", "n_iter_": len(loss_curve), "t_": t_, "loss_curve_": loss_curve,
         "best_loss_": None if p["early_stopping"] else best_loss, "learning_rate": lr,
@@ -197,8 +203,8 @@ def replay_sgd(params, X, y, **overrides):
             dloss = -typw - 1.0 if abs(-typw - 1.0) <= p["epsilon"] else -p["epsilon"]
         t0 = 1.0 / (typw / max(1.0, dloss) * alpha)
     first = dict(model="linear", optimizer="sgd", momentum=0.0, nesterov=False, flavor="sklearn", l2=l2, batch_size=1,
-                 init="zeros",
-                 trace="norms", progress=False, **_sgd_loss(p), **overrides)
+                 init="zeros", progress=False, **_sgd_loss(p))
+    first.update({"trace": "norms", **overrides})  # the epoch objectives are read from the trace
     result, eta, t = None, eta0, 1.0
     best, no_improvement = math.inf if not p["early_stopping"] else -math.inf, 0
     tol = -math.inf if p["tol"] is None else float(p["tol"])
@@ -234,6 +240,12 @@ def replay_sgd(params, X, y, **overrides):
             else:
                 break
     n_iter = len(objectives)
+    # what the diagnosis re-runs to verify a fix: the whole run as one minireg call, with eta0 (and
+    # power_t for invscaling) as minireg's schedule
+    whole = {**first, "epochs": max(n_iter, 1), "lr": eta0, "shuffle": False,
+             **({"schedule": "invscaling", "power_t": power_t} if schedule == "invscaling" else {}),
+             **({"validation": (X_val, y_val)} if p["early_stopping"] else {})}
+    result.inputs = RunInputs(X64, y64, whole)
     result.replayed = {"framework": "sklearn.SGDRegressor", "n_iter_": n_iter,
                        "t_": 1.0 + n_iter * (n + (0 if X_val is None else X_val.shape[0])),
                        "objective": objectives, **({"validation_scores": scores} if p["early_stopping"] else {})}

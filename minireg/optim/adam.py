@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._common import SKLEARN, TORCH, Real, clipped, element, kernel
+from ._common import KERAS, SKLEARN, TORCH, Real, clipped, element, kernel
 
 NAMES = ("adam", "adamw")
 DEFAULTS = {
@@ -173,6 +173,8 @@ def explain(v):
     """(lines, the update in the code's order, the update in textbook order) of one recorded step;
     ``v`` is an explain.StepView."""
     h, p, dt, lr, t = v.hyper, v.p, v.dt, v.lr, v.t
+    if h.flavor != TORCH:
+        return _explain_folded(v)
     lines = []
     m, sq = v.state("exp_avg"), v.state("exp_avg_sq")
     bc1, bc2 = 1.0 - h.beta1 ** t, 1.0 - h.beta2 ** t
@@ -207,3 +209,30 @@ def explain(v):
     v.values.update(t=t, bias_correction1=bc1, bias_correction2=bc2, m=m, v=sq, m_hat=m_hat, v_hat=v_hat,
                     denominator=denom)
     return lines, code, book
+
+
+def _explain_folded(v):
+    """Keras's and scikit-learn's Adam: the bias corrections in the step size, ε on the raw √v."""
+    h, p, dt, t = v.hyper, v.p, v.dt, v.t
+    who = "Keras" if h.flavor == KERAS else "scikit-learn"
+    lines = []
+    m, sq = v.state("exp_avg"), v.state("exp_avg_sq")
+    decayed = h.weight_decay != 0
+    if decayed:
+        lines.append(f"  p ← p·(1 − lr·wd)   (Keras' decoupled weight decay, wd={h.weight_decay:g}, first)")
+    lines.append(f"  m ← β1·m + (1 − β1)·g   (β1={h.beta1:g});   v ← β2·v + (1 − β2)·g²   (β2={h.beta2:g})")
+    lines += v.old_new("exp_avg", "m") + v.old_new("exp_avg_sq", "v")
+    used = sq
+    if h.amsgrad:
+        used = v.state("max_exp_avg_sq")
+        lines.append("  v_max ← max(v_max, v)   (AMSGrad)")
+        lines += v.named("v_max", used)
+    step_size, shrink = dt(v.scalars[0]), dt(v.scalars[2])
+    lines.append(f"  {who}: lr_t = lr·√(1 − β2ᵗ)/(1 − β1ᵗ) = {float(step_size):.6g}   (t={t});   "
+                 f"p ← p − lr_t·m/(√v + ε)   (ε={h.eps:g}, on the uncorrected √v)")
+    base = p * shrink if decayed else p
+    denom = np.sqrt(used) + dt(h.eps)
+    lines += v.named("√v+ε", denom)
+    code = (base - (step_size * m) / denom) - p
+    v.values.update(t=t, step_size=float(step_size), m=m, v=sq, denominator=denom)
+    return lines, code, code

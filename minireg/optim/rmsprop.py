@@ -142,6 +142,8 @@ def explain(v):
     """(lines, the update in the code's order, the update in textbook order) of one recorded step;
     ``v`` is an explain.StepView."""
     h, g, p, dt = v.hyper, v.g, v.p, v.dt
+    if h.flavor == KERAS:
+        return _explain_keras(v)
     lines = [f"  v ← α·v + (1 − α)·g²   (α={h.alpha:g})"] + v.old_new("square_avg", "v")
     sq = v.state("square_avg")
     if h.centered:
@@ -160,4 +162,29 @@ def explain(v):
     else:
         lines.append("  p ← p − lr·g/avg")
         code = (p - dt(v.lr) * (g / avg)) - p
+    return lines, code, code
+
+
+def _explain_keras(v):
+    """Keras's RMSprop: ε inside the square root."""
+    h, g, p, dt = v.hyper, v.g, v.p, v.dt
+    lines = [f"  v ← ρ·v + (1 − ρ)·g²   (ρ={h.alpha:g}, Keras)"] + v.old_new("square_avg", "v")
+    den = v.state("square_avg") + dt(h.eps)
+    if h.centered:
+        g_avg = v.state("grad_avg")
+        lines.append("  ḡ ← ρ·ḡ + (1 − ρ)·g;   den = √(v − ḡ² + ε)   (centered)")
+        lines += v.old_new("grad_avg", "ḡ")
+        den = den - g_avg * g_avg
+    else:
+        lines.append(f"  den = √(v + ε)   (ε={h.eps:g}, inside the root: Keras)")
+    den = np.sqrt(den)
+    lines += v.named("den", den)
+    inc = (g * dt(v.lr)) / den
+    if h.momentum > 0:
+        lines.append(f"  buf ← μ·buf + lr·g/den   (μ={h.momentum:g});   p ← p − buf")
+        lines += v.old_new("momentum_buffer", "buf")
+        code = (p - v.state("momentum_buffer")) - p
+    else:
+        lines.append("  p ← p − lr·g/den")
+        code = (p - inc) - p
     return lines, code, code

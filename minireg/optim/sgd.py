@@ -137,6 +137,13 @@ def explain(v):
     ``v`` is an explain.StepView."""
     h, g, p, dt = v.hyper, v.g, v.p, v.dt
     lines = []
+    if h.flavor != TORCH:  # Keras, scikit-learn: the lr-scaled velocity
+        lines.append(f"  v ← μ·v − lr·g   (μ={h.momentum:g}; Keras' and scikit-learn's velocity, lr inside)")
+        lines.append("  p ← p + (μ·v − lr·g)   (Nesterov)" if h.nesterov else "  p ← p + v")
+        lines += v.old_new("momentum_buffer", "v")
+        vel = v.state("momentum_buffer")
+        code = (p + (dt(h.momentum) * vel - dt(v.lr) * g if h.nesterov else vel)) - p
+        return lines, code, code
     if h.momentum:
         mu = h.momentum
         lines.append("  buf ← g  (first step)" if v.first else
