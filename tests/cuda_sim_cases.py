@@ -201,6 +201,10 @@ OPTIMIZERS = {
     "adam_amsgrad": dict(optimizer="adam", lr=0.02, amsgrad=True, weight_decay=0.05),
     "adamw": dict(optimizer="adamw", lr=0.02, weight_decay=0.1),
     "adagrad": dict(optimizer="adagrad", lr=0.1, lr_decay=0.01, weight_decay=0.05, initial_accumulator_value=0.1),
+    # the other frameworks' rules (flavor=): scikit-learn's L2 alpha runs on the CPU only, hence l2=0
+    "keras_rmsprop": dict(optimizer="rmsprop", flavor="keras", lr=0.01, centered=True, momentum=0.5),
+    "keras_adamw": dict(optimizer="adamw", flavor="keras", lr=0.02, amsgrad=True),
+    "sklearn_sgd": dict(optimizer="sgd", flavor="sklearn", lr=0.05, l2=0.0),
 }
 LOSSES = {"mse": dict(loss="mse"), "huber": dict(loss="huber", delta=0.5), "mae": dict(loss="mae")}
 
