@@ -60,13 +60,13 @@ def _refuse(problems, what="this Keras model"):
         raise ValueError(f"minireg cannot replay {what}: " + "; ".join(problems) + ".")
 
 
-def spec_from_config(config, weights):
+def spec_from_config(config, weights, problems=None):
     """The plain settings (a dict) of a Keras training described as in tests/fixtures/replay_cases.json:
     ``config`` has ``layers`` ([{"units", "activation"}, ...] after the input), ``optimizer`` ({"class",
     "config": optimizer.get_config()}) and ``loss`` ({"class": a Loss class name or loss function/string name,
     "kwargs": {"delta": ...} for Huber, optional "config" with the reduction}); ``weights`` is
     ``model.get_weights()`` (kernel (in, out), bias (out,) per layer). Refuses what cannot be replayed."""
-    problems = []
+    problems = list(problems or ())  # a caller's reasons, refused together with these
     layers = list(config["layers"])
     weights = [np.asarray(w) for w in weights]
     if not layers:
@@ -205,7 +205,7 @@ def spec_from_model(model):
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None:
         problems.append("it is not compiled (no optimizer): call model.compile(optimizer=..., loss=...) first")
-    _refuse(problems)
+        _refuse(problems)
 
     opt_config = dict(optimizer.get_config())
     steps = int(np.asarray(optimizer.iterations))
@@ -223,14 +223,14 @@ def spec_from_model(model):
     loss_obj = getattr(model, "loss", None)
     if loss_obj is None or isinstance(loss_obj, (list, tuple, dict)):
         problems.append(f"the loss is {loss_obj!r}; replayable: one MeanSquaredError, MeanAbsoluteError or Huber")
-    _refuse(problems)
+        loss_obj = "MeanSquaredError"  # a stand-in, so that the other settings are checked too
 
     loss = {"class": _name_of(loss_obj), "kwargs": dict(getattr(loss_obj, "_fn_kwargs", None) or {})}
     if getattr(loss_obj, "reduction", None) is not None:
         loss["kwargs"]["reduction"] = loss_obj.reduction
     config = {"layers": configs, "optimizer": {"class": type(optimizer).__name__, "config": opt_config},
               "loss": loss}
-    return spec_from_config(config, weights)
+    return spec_from_config(config, weights, problems)
 
 
 def _running_means(batch_losses, sizes, dtype):

@@ -67,14 +67,14 @@ def _numpy(a):
     return np.array(a, copy=True)
 
 
-def spec_from_config(config, state_dict):
+def spec_from_config(config, state_dict, problems=None):
     """The plain settings (a dict) of a torch training described as in tests/fixtures/replay_cases.json:
     ``config`` has ``modules`` ([["Linear", {"in_features", "out_features"}], ["ReLU", {}], ...] in order),
     ``optimizer`` ({"class", "defaults": the param group's options}) and optionally ``loss`` ({"class": "MSELoss"
     | "HuberLoss" | "L1Loss", "kwargs": {"delta", "reduction"}}; MSELoss by default); ``state_dict`` maps the
     Linear layers' parameter names, in order (weight then bias per layer), to arrays in torch's layout (weight
     (out, in)). Refuses what cannot be replayed."""
-    problems = []
+    problems = list(problems or ())  # a caller's reasons, refused together with these
     modules = [(m[0], dict(m[1]) if len(m) > 1 else {}) for m in config["modules"]]
     linears, after = [], []  # the Linear layers; the activations after each
     for k, (kind, kw) in enumerate(modules):
@@ -227,19 +227,21 @@ def spec_from_model(model, optimizer, loss=None):
     elif {id(p) for p in groups[0]["params"]} != {id(p) for _, p in named} or \
             len(groups[0]["params"]) != len(named):
         problems.append("the optimizer's param group does not hold exactly the model's parameters")
-    if len(optimizer.state):
-        problems.append("the optimizer has state from steps already taken (replay a fresh optimizer)")
+    # Adagrad fills its state when built (step 0); a step taken leaves step >= 1 in every optimizer's state
+    steps = max((float(st.get("step", 1)) for st in optimizer.state.values()), default=0)
+    if steps:
+        problems.append(f"the optimizer has taken {steps:g} steps already (its state is not replayed): replay a "
+                        "fresh optimizer")
     if getattr(optimizer.step, "_wrapped_by_lr_sched", False) or any("initial_lr" in g for g in groups):
         problems.append("a learning-rate scheduler is attached to the optimizer; schedulers are not replayed")
     if getattr(optimizer, "_optimizer_step_pre_hooks", None) or getattr(optimizer, "_optimizer_step_post_hooks",
                                                                         None):
         problems.append("the optimizer has step hooks")
-    _refuse(problems)
     state_dict = {n: _numpy(p) for n, p in named}
     config = {"modules": modules, "loss": _loss_config(loss),
               "optimizer": {"class": type(optimizer).__name__,
-                            "defaults": {k: v for k, v in groups[0].items() if k != "params"}}}
-    return spec_from_config(config, state_dict)
+                            "defaults": {k: v for k, v in groups[0].items() if k not in ("params", "initial_lr")}}}
+    return spec_from_config(config, state_dict, problems)
 
 
 def _train_kwargs(spec, epochs, batch_size, overrides):
