@@ -113,7 +113,7 @@ def spec_from_config(config, weights, problems=None):
             problems.append(f"{what}={opt[key]!r} is not replayable")
     lr = opt.get("learning_rate")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool):
-        problems.append(f"the learning rate is {lr!r}, not a constant; a LearningRateSchedule is not replayed")
+        problems.append(f"the learning rate is {lr!r}, not a constant: a learning-rate schedule is not replayed")
     wd = opt.get("weight_decay") or 0.0
     if wd:
         if name in ("sgd", "rmsprop"):
