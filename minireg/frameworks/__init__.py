@@ -11,7 +11,7 @@ recorded from the real packages, so they need neither Keras nor torch). The resu
 like any run's (trace, diagnosis, explain), with ``result.replayed``: what the framework would report
 (e.g. scikit-learn's ``n_iter_`` and ``loss_curve_``).
 """
-from . import sklearn as _sklearn
+from . import keras as _keras, sklearn as _sklearn, torch as _torch
 
 
 def replay(obj, X, y, **overrides):
@@ -30,5 +30,10 @@ def replay(obj, X, y, **overrides):
     kind = type(obj).__module__ + "." + type(obj).__name__
     if kind.startswith("sklearn."):
         return _sklearn.replay_estimator(obj, X, y, **overrides)
+    # (under Keras's torch backend a Sequential is also a torch.nn.Module: Keras first)
+    if kind.startswith("keras."):
+        return _keras.replay_model(obj, X, y, **overrides)
+    if kind.startswith("torch."):
+        return _torch.replay_module(obj, X, y, **overrides)
     raise TypeError(f"replay() takes a scikit-learn MLPRegressor or SGDRegressor, a Keras Sequential model or a "
                     f"torch.nn.Sequential; got {kind}.")
