@@ -115,3 +115,14 @@ def test_replay_refuses_what_it_cannot_replay_before_training():
         minireg.replay(fitted, X, y)
     with pytest.raises(TypeError, match="MLPRegressor or SGDRegressor"):
         minireg.replay(object(), X, y)
+
+
+def test_the_readme_example_replays_and_verifies_its_fix(capsys):
+    import runpy
+    example = pathlib.Path(__file__).parents[1] / "examples" / "replay" / "sklearn_mlp.py"
+    runpy.run_path(str(example), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "scikit-learn would stop after 35 of 500 epochs" in out
+    assert "fit() itself: n_iter_=35" in out
+    assert "reproduces the traced update bit for bit" in out
+    assert "unscaled_features" in out and "verified: re-ran with it" in out

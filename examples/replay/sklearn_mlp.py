@@ -1,5 +1,7 @@
 """Replay an MLPRegressor that stops early, step for step, and diagnose it (README: "Replay your
 scikit-learn, Keras or PyTorch run")."""
+import warnings
+
 import numpy as np
 from sklearn.neural_network import MLPRegressor
 
@@ -16,8 +18,6 @@ curve = np.array(rep["loss_curve_"])
 print(f"scikit-learn would stop after {rep['n_iter_']} of {est.max_iter} epochs: loss {curve[0]:.5g} → "
       f"{curve.min():.3g} at epoch {int(curve.argmin()) + 1} → {curve[-1]:.3g} at the stop")
 fitted = MLPRegressor(hidden_layer_sizes=(32,), random_state=0, max_iter=500)
-import warnings  # noqa: E402
-
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     fitted.fit(X, y)
