@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from . import _validate as V
+from . import _parallel, _prepare, _validate as V
 from ._prefault import Prefault
 from .controls import EarlyStopping, Plateau, Scaler, epoch_lrs, split_validation
 from .kernels import activations, losses, optimizers as O
@@ -193,7 +193,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
           clip_grad_norm=None, clip_grad_value=None, l1=0.0,
           schedule=None, step_size=None, gamma=None, power_t=None, T_max=None, patience=None,
           factor=None, step_lrs=None, device="cpu", progress=None, resume=None, checkpoint=None,
-          checkpoint_every=None, **optimizer_hparams):
+          checkpoint_every=None, threads=None, **optimizer_hparams):
     """Train a linear model or an MLP with a Numba-compiled loop; return a :class:`TrainResult`.
 
     Every step runs in compiled code: forward, loss, backward, optimizer update and, with
@@ -258,6 +258,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     trace = V.trace_mode(trace)
     if progress is not None:
         progress = V.flag("progress", progress)
+    if threads is not None:
+        threads = V.integer("threads", threads, 1)
     if checkpoint is not None:
         checkpoint = output_path("checkpoint", checkpoint)
     if checkpoint_every is not None:
@@ -302,9 +304,9 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         for i in (int(np.argmax(step_lrs)), int(np.argmin(step_lrs))):
             V.scalar_fits_float32(f"step_lrs[{i}]", float(step_lrs[i]), dtype, positive=True,
                                   zero_means=", so that step would not move")
-    X64 = V.data_X(X, np.float64)
+    # X in float64 when it is scaled, else already in the run's dtype (X itself where it can be)
+    X64 = _prepare.training_X(X, dtype, scale_kind, winsorize)
     y64 = V.data_y(y, X64.shape[0], np.float64)
-    V.scalable("X", X64, scale_kind, winsorize, dtype, "standardize")
     # y must fit float32 even when standardize_y scales it: predictions come back in its units
     V.fits_float32("y", y64, dtype, hint=" (predictions come back in y's units, as float32), or divide y "
                    "by a power of ten first")
@@ -336,8 +338,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     x_scaler = Scaler.fit(Xtr, scale_kind, winsorize)
     y_scaler = Scaler.fit(ytr, (scale_kind or "zscore") if standardize_y else None,
                           winsorize if winsorize_y else None)
-    Xa, Xv = x_scaler.transform(Xtr, dtype), x_scaler.transform(Xv64, dtype)
-    ya = y_scaler.transform(ytr, dtype)
+    Xa, Xv = _prepare.to_run_dtype(x_scaler, Xtr, dtype), _prepare.to_run_dtype(x_scaler, Xv64, dtype)
+    ya = _prepare.to_run_dtype(y_scaler, ytr, dtype)
     yv = ((yv64 - y_scaler.center) / y_scaler.scale).astype(dtype)  # validation targets: scaled, not clipped
     n = Xa.shape[0]
 
@@ -434,11 +436,12 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     keeper = Checkpointer(checkpoint, checkpoint_every) if checkpoint is not None else None
 
     # ---- run
+    big, n_threads = _parallel.plan(layout, n, Xv.shape[0], bs, threads, dtype) if device == "cpu" else (None, 1)
     if device == "cuda":
         ctx = cuda.Context()
         run_epochs = lambda *args: cuda.train_epochs_cuda(ctx, *args)  # noqa: E731
     else:
-        run_epochs = train_epochs
+        run_epochs = _parallel.on_threads(train_epochs, n_threads, big)
     t = cont.t if cont is not None else 0
     t_first = t
     offset = cont.offset if cont is not None else 0
@@ -512,7 +515,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                     (lrs, step_lrs is not None, power, l1_end, cd), c, work, order, shuffled, e0, ne, bs, t, row,
                     trace_arrays, history, val, offset, stop.flag, status)
             if device == "cpu" and seconds_per_epoch is None:
-                compile_seconds += _compile_for(train_epochs, args, dtype)
+                compile_seconds += _compile_for(train_epochs, (*args, big), (dtype, big is not None))
                 tick = time.perf_counter()
             threaded = device == "cpu" and (seconds_per_epoch or n * P * 3e-9) * ne > _THREAD_AFTER
             try:

@@ -34,6 +34,13 @@ def kernel(fn):
     return drop_stale_cache(njit(**_OPTIONS)(fn))
 
 
+def parallel_kernel(fn):
+    """Like ``kernel``, compiled with ``parallel=True``: its ``prange`` loops run on numba's thread
+    pool (``numba.set_num_threads`` of the calling thread sets how many). Used by the large-batch
+    path only (kernels/tiled.py), whose results do not depend on the number of threads."""
+    return drop_stale_cache(njit(**_OPTIONS, parallel=True)(fn))
+
+
 def element(fn):
     """A small function called once per element or row inside the loops (an activation, a loss
     term, one parameter's optimizer update): like ``kernel``, and inlined by numba into every

@@ -29,6 +29,7 @@ from .activations import constants
 from .losses import dloss_of_residual, loss_of_residual
 from .models import backward, forward
 from .optimizers import optimizer_step
+from .tiled import tiled_dataset_loss, tiled_loss_grad
 
 TRACE_OFF, TRACE_NORMS, TRACE_FULL = 0, 1, 2
 # columns of the float trace table
@@ -129,7 +130,10 @@ def _record_row(row, vectors, pold, grad, upd, state, srows, tr_params, tr_grad,
 
 @kernel
 def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order, shuffled,
-                 epoch0, n_epochs, batch_size, t, row, trace, history, val, start0, stop, status):
+                 epoch0, n_epochs, batch_size, t, row, trace, history, val, start0, stop, status, big):
+    # ``big`` is None (numba then compiles the loop without the large-batch path) or the buffers of
+    # kernels/tiled.py: batches of at least big[8] rows, and data sets of at least big[9] rows for
+    # the per-epoch losses, take that path
     sizes, woff, boff, aoff, act = model
     opt_code, hp, hd = opt
     lrs, per_step, power_t, l1_end, cd = ctrl
@@ -161,11 +165,16 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
                 g, u, p0 = tr_grad[row], tr_update[row], tr_params[row]
             else:
                 g, u, p0 = grad, upd, pold
-            forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
-            loss = batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, True)
-            if full_batch and e > 0:
-                history[e - 1] = loss
-            backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, g, wt, c)
+            if big is not None and B >= big[8]:
+                loss = tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g)
+                if full_batch and e > 0:
+                    history[e - 1] = loss
+            else:
+                forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
+                loss = batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, True)
+                if full_batch and e > 0:
+                    history[e - 1] = loss
+                backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, g, wt, c)
             if l1 > 0:
                 for i in range(l1_end):
                     if theta[i] > 0:
@@ -196,9 +205,15 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
                 status[1] = start
                 return t, row, t - 1
         if not full_batch or e == epoch0 + n_epochs - 1:
-            history[e] = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size)
+            if big is not None and n >= big[9]:
+                history[e] = tiled_dataset_loss(X, y, ident, theta, model, loss_code, c, big)
+            else:
+                history[e] = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size)
         if Xv.shape[0] > 0:
-            val_history[e] = dataset_loss(Xv, yv, theta, model, loss_code, c, work, batch_size)
+            if big is not None and Xv.shape[0] >= big[9]:
+                val_history[e] = tiled_dataset_loss(Xv, yv, ident, theta, model, loss_code, c, big)
+            else:
+                val_history[e] = dataset_loss(Xv, yv, theta, model, loss_code, c, work, batch_size)
     return t, row, -1
 
 

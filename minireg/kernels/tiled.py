@@ -1,0 +1,107 @@
+"""The large-batch path: a batch's forward and backward passes over fixed tiles of rows, in parallel.
+
+A batch of B rows is cut into tiles of ``tile`` consecutive batch positions (the last one shorter).
+Each tile runs the same per-row code as the row loop (models.forward and models.backward on the
+tile's rows, with tile-sized activation buffers) and writes its own partial gradient and partial
+loss sum into its row of ``partials``. The tiles are spread over numba's threads (``prange``), and
+afterwards the partials are added up over the tiles in tile order. What a tile computes does not
+depend on which thread computes it, and the final sums always run in the same order, so the
+results are bit-identical whatever the number of threads.
+
+What differs from the row loop (kernels/loop.py with one forward/backward over the whole batch):
+only the sums over the batch's rows. The row loop adds every row's term into one running sum per
+gradient entry (and one for the loss), in row order; here each tile adds its rows' terms in row
+order, and the tiles' sums are then added in tile order. Per-row values (predictions, residuals,
+dL/dpred, the deltas of hidden layers) are the same bits as in the row loop.
+
+The loss over a whole data set (``tiled_dataset_loss``, the per-epoch history) keeps the row
+loop's order exactly: the tiles write every row's loss term into ``rowloss`` in parallel, and those
+are added in row order afterwards, so that figure is the row loop's bit for bit.
+
+``big`` = (tile, aoff_t, partials, acts_t, deltas_t, wt_t, rowloss, sc_t, step_rows, loss_rows):
+``aoff_t`` the activation offsets of a tile, ``partials`` (max tiles, P+1), per-worker activation,
+delta and transposed-weight buffers (one row per worker, one worker per thread of the run:
+numba.get_num_threads() in here would keep numba from caching the kernel), ``rowloss`` one entry
+per data row, ``sc_t`` run-dtype scratch, and the smallest batch (``step_rows``) and data set
+(``loss_rows``) that take this path.
+"""
+from numba import prange
+
+from ._jit import parallel_kernel
+from .activations import constants
+from .losses import dloss_of_residual, loss_of_residual
+from .models import backward, forward
+
+_REDUCE_BLOCK = 512  # gradient entries per block of the final (parallel, per-entry) reduction
+
+
+@parallel_kernel
+def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
+    """Mean loss of the rows idx[start:start+B] and its gradient, written into ``g``."""
+    sizes, woff, boff, aoff, act = model
+    tile, aoff_t, partials, acts_t, deltas_t, wt_t, rowloss, sc_t, step_rows, loss_rows = big
+    P = theta.shape[0]
+    sc_t[0] = B
+    nb = sc_t[0]
+    inv_b = c[2] / nb
+    delta = c[4]
+    nt = (B + tile - 1) // tile
+    nw = min(nt, acts_t.shape[0])
+    pred_off = aoff_t[aoff_t.shape[0] - 1]
+    for w in prange(nw):
+        acts = acts_t[w]
+        deltas = deltas_t[w]
+        wt = wt_t[w]
+        cc = constants(c)
+        for k in range(w, nt, nw):
+            s = start + k * tile
+            bt = min(tile, start + B - s)
+            part = partials[k]
+            forward(X, idx, s, bt, theta, sizes, woff, boff, aoff_t, act, acts, c)
+            ls = c[0]
+            for r in range(bt):
+                res = acts[pred_off + r] - y[idx[s + r]]
+                ls += loss_of_residual(loss_code, res, delta, cc)
+                deltas[pred_off + r] = dloss_of_residual(loss_code, res, delta, cc) * inv_b
+            part[P] = ls
+            backward(X, idx, s, bt, theta, sizes, woff, boff, aoff_t, act, acts, deltas, part, wt, c)
+    # the sums over tiles, in tile order; blocks of entries in parallel
+    for jb in prange((P + _REDUCE_BLOCK - 1) // _REDUCE_BLOCK):
+        j0 = jb * _REDUCE_BLOCK
+        j1 = min(P, j0 + _REDUCE_BLOCK)
+        for j in range(j0, j1):
+            g[j] = partials[0, j]
+        for k in range(1, nt):
+            pk = partials[k]
+            for j in range(j0, j1):
+                g[j] += pk[j]
+    loss = partials[0, P]
+    for k in range(1, nt):
+        loss += partials[k, P]
+    return loss / nb
+
+
+@parallel_kernel
+def tiled_dataset_loss(X, y, idx, theta, model, loss_code, c, big):
+    """Mean loss over all rows of X (``idx`` the identity), the row loop's sum bit for bit."""
+    sizes, woff, boff, aoff, act = model
+    tile, aoff_t, partials, acts_t, deltas_t, wt_t, rowloss, sc_t, step_rows, loss_rows = big
+    n = X.shape[0]
+    delta = c[4]
+    nt = (n + tile - 1) // tile
+    nw = min(nt, acts_t.shape[0])
+    pred_off = aoff_t[aoff_t.shape[0] - 1]
+    for w in prange(nw):
+        acts = acts_t[w]
+        cc = constants(c)
+        for k in range(w, nt, nw):
+            s = k * tile
+            bt = min(tile, n - s)
+            forward(X, idx, s, bt, theta, sizes, woff, boff, aoff_t, act, acts, c)
+            for r in range(bt):
+                rowloss[s + r] = loss_of_residual(loss_code, acts[pred_off + r] - y[s + r], delta, cc)
+    total = c[0]
+    for r in range(n):
+        total += rowloss[r]
+    sc_t[1] = n
+    return total / sc_t[1]
