@@ -28,7 +28,8 @@ from ._jit import element, kernel
 from .activations import constants
 from .losses import dloss_of_residual, loss_of_residual
 from .models import backward, forward
-from .optimizers import optimizer_step
+from .batch1 import DIVERGED, STOPPED, eligible, sgd1_rows
+from .optimizers import SGD, optimizer_step
 from .tiled import tiled_dataset_loss, tiled_loss_grad
 
 TRACE_OFF, TRACE_NORMS, TRACE_FULL = 0, 1, 2
@@ -145,9 +146,26 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
     pred_off = aoff[aoff.shape[0] - 1]
     full_batch = batch_size >= n
     l1 = cd[CD_L1]
+    # batch-1 SGD on the linear model, untraced and unclipped: each epoch's steps in kernels/batch1.py
+    one_row = eligible(sizes, opt_code, SGD, hd, mode, batch_size, n, cd, per_step, power_t)
     for e in range(epoch0, epoch0 + n_epochs):
         idx = order[e - epoch0] if shuffled else ident
-        for start in range(start0 if e == epoch0 else 0, n, batch_size):
+        first = start0 if e == epoch0 else 0
+        if one_row:
+            hp[0] = lrs[e - epoch0]
+            hd[0] = hp[0]
+            nxt, how = sgd1_rows(X, y, idx, first, theta, woff, boff, hd, loss_code, c, sc, stop)
+            t += nxt - first
+            if how == STOPPED:
+                status[0] = e
+                status[1] = nxt
+                return t, row, -2
+            if how == DIVERGED:
+                status[0] = e
+                status[1] = nxt - 1
+                return t, row, t - 1
+            first = n  # the epoch's steps are done
+        for start in range(first, n, batch_size):
             if stop[0] != 0:
                 status[0] = e
                 status[1] = start
