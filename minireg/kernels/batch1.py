@@ -73,3 +73,24 @@ def sgd1_rows(X, y, idx, first, theta, woff, boff, hd, loss_code, c, sc, stop):
         if not (ok and math.isfinite(pn)):
             return start + 1, DIVERGED
     return n, RAN
+
+
+@kernel
+def linear_dataset_loss(X, y, theta, woff, boff, loss_code, c, sc):
+    """loop.dataset_loss of a linear model bit for bit (each row's prediction (0 + Σ_i x_i·w_i) + b,
+    the losses added in row order), without its chunks of ``batch_size`` rows: with batch_size 1
+    that was a call of the forward pass per row, as dear as the epoch's training."""
+    n, d = X.shape
+    w = theta[woff[0]:woff[0] + d]
+    b = theta[boff[0]]
+    cc = constants(c)
+    c0, delta = c[0], c[4]
+    s = c0
+    for r in range(n):
+        x = X[r]
+        p = c0
+        for i in range(d):
+            p += x[i] * w[i]
+        s += loss_of_residual(loss_code, (p + b) - y[r], delta, cc)
+    sc[3] = n
+    return s / sc[3]

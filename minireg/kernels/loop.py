@@ -28,7 +28,7 @@ from ._jit import element, kernel
 from .activations import constants
 from .losses import dloss_of_residual, loss_of_residual
 from .models import backward, forward
-from .batch1 import DIVERGED, STOPPED, eligible, sgd1_rows
+from .batch1 import DIVERGED, STOPPED, eligible, linear_dataset_loss, sgd1_rows
 from .optimizers import SGD, optimizer_step
 from .tiled import tiled_dataset_loss, tiled_loss_grad
 
@@ -225,11 +225,15 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
         if not full_batch or e == epoch0 + n_epochs - 1:
             if big is not None and n >= big[9]:
                 history[e] = tiled_dataset_loss(X, y, ident, theta, model, loss_code, c, big)
+            elif one_row:
+                history[e] = linear_dataset_loss(X, y, theta, woff, boff, loss_code, c, sc)
             else:
                 history[e] = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size)
         if Xv.shape[0] > 0:
             if big is not None and Xv.shape[0] >= big[9]:
                 val_history[e] = tiled_dataset_loss(Xv, yv, ident, theta, model, loss_code, c, big)
+            elif one_row:
+                val_history[e] = linear_dataset_loss(Xv, yv, theta, woff, boff, loss_code, c, sc)
             else:
                 val_history[e] = dataset_loss(Xv, yv, theta, model, loss_code, c, work, batch_size)
     return t, row, -1
