@@ -80,7 +80,8 @@ def test_tiled_path_is_taken_and_sums_per_tile(large_everywhere, monkeypatch):
     rows = _run(case)
     assert not np.array_equal(tiled.trace.grad, rows.trace.grad)
     np.testing.assert_allclose(tiled.trace.grad, rows.trace.grad, rtol=1e-12, atol=1e-15)
-    # the first step's predictions are the same bits, and so its loss up to the order of its sum
+    # the first step's loss: the same up to the order of the sums (the linear tiles vectorize the
+    # dot products too)
     np.testing.assert_allclose(tiled.trace.loss[0], rows.trace.loss[0], rtol=1e-14)
 
 

@@ -41,6 +41,18 @@ def parallel_kernel(fn):
     return drop_stale_cache(njit(**_OPTIONS, parallel=True)(fn))
 
 
+# reassociation and contraction (FMA) only: never nnan/ninf, so that divergence stays visible
+_REASSOC = {"reassoc", "contract"}
+
+
+def reassociating_kernel(fn):
+    """Like ``kernel``, with the compiler free to reassociate sums and contract multiply-adds, so
+    that dot products vectorize. Its results may differ in the last bits from the kernels' fixed
+    order, and between CPUs of different vector widths, but not from run to run on one machine.
+    Used only where the README says so (the linear model's large-batch step, kernels/tiled.py)."""
+    return drop_stale_cache(njit(**{**_OPTIONS, "fastmath": _REASSOC})(fn))
+
+
 def element(fn):
     """A small function called once per element or row inside the loops (an activation, a loss
     term, one parameter's optimizer update): like ``kernel``, and inlined by numba into every

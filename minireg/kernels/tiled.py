@@ -12,7 +12,11 @@ What differs from the row loop (kernels/loop.py with one forward/backward over t
 only the sums over the batch's rows. The row loop adds every row's term into one running sum per
 gradient entry (and one for the loss), in row order; here each tile adds its rows' terms in row
 order, and the tiles' sums are then added in tile order. Per-row values (predictions, residuals,
-dL/dpred, the deltas of hidden layers) are the same bits as in the row loop.
+dL/dpred, the deltas of hidden layers) are the same bits as in the row loop, except for the linear
+model: its tiles (``_linear_tile``) make one pass over each row for the prediction, the loss and the
+gradient terms, with the compiler free to reassociate (vectorize) the dot products and the sums
+within a tile, so there the predictions too may differ from the row loop in the last bits (and
+between CPUs of different vector widths; never between thread counts).
 
 The loss over a whole data set (``tiled_dataset_loss``, the per-epoch history) keeps the row
 loop's order exactly: the tiles write every row's loss term into ``rowloss`` in parallel, and those
@@ -27,7 +31,7 @@ per data row, ``sc_t`` run-dtype scratch, and the smallest batch (``step_rows``)
 """
 from numba import prange
 
-from ._jit import parallel_kernel
+from ._jit import parallel_kernel, reassociating_kernel
 from .activations import constants
 from .losses import dloss_of_residual, loss_of_residual
 from .models import backward, forward
@@ -57,6 +61,9 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
             s = start + k * tile
             bt = min(tile, start + B - s)
             part = partials[k]
+            if sizes.shape[0] == 2:
+                _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
+                continue
             forward(X, idx, s, bt, theta, sizes, woff, boff, aoff_t, act, acts, c)
             ls = c[0]
             for r in range(bt):
@@ -79,6 +86,57 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
     for k in range(1, nt):
         loss += partials[k, P]
     return loss / nb
+
+
+@reassociating_kernel
+def _linear_tile(X, y, idx, s, bt, theta, wo, bo, loss_code, c, inv_b, part, P):
+    """A linear model's tile in one pass over its rows, two rows at a time: each row's prediction,
+    residual, loss and dL/dpred, and its terms of the partial gradient while the row is in cache.
+    The dot products and the sums over the tile's rows are left to the compiler's order
+    (reassociated and vectorized); the tiles and their order are as for any model."""
+    d = X.shape[1]
+    w = theta[wo:wo + d]
+    g = part[wo:wo + d]
+    b = theta[bo]
+    cc = constants(c)
+    c0, delta = c[0], c[4]
+    for i in range(d):
+        g[i] = c0
+    gb = c0
+    ls = c0
+    for r in range(0, bt - 1, 2):
+        r0 = idx[s + r]
+        r1 = idx[s + r + 1]
+        x0 = X[r0]
+        x1 = X[r1]
+        p0 = c0
+        p1 = c0
+        for i in range(d):
+            p0 += x0[i] * w[i]
+        for i in range(d):
+            p1 += x1[i] * w[i]
+        e0 = (p0 + b) - y[r0]
+        e1 = (p1 + b) - y[r1]
+        ls += loss_of_residual(loss_code, e0, delta, cc) + loss_of_residual(loss_code, e1, delta, cc)
+        d0 = dloss_of_residual(loss_code, e0, delta, cc) * inv_b
+        d1 = dloss_of_residual(loss_code, e1, delta, cc) * inv_b
+        gb += d0 + d1
+        for i in range(d):
+            g[i] += x0[i] * d0 + x1[i] * d1
+    if bt % 2 == 1:
+        r0 = idx[s + bt - 1]
+        x0 = X[r0]
+        p0 = c0
+        for i in range(d):
+            p0 += x0[i] * w[i]
+        e0 = (p0 + b) - y[r0]
+        ls += loss_of_residual(loss_code, e0, delta, cc)
+        d0 = dloss_of_residual(loss_code, e0, delta, cc) * inv_b
+        gb += d0
+        for i in range(d):
+            g[i] += x0[i] * d0
+    part[bo] = gb
+    part[P] = ls
 
 
 @parallel_kernel
