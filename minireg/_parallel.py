@@ -56,15 +56,15 @@ def plan(layout, n, n_val, bs, threads, dtype, tile=TILE):
     return big, nthreads
 
 
-def on_threads(kernel, threads, big):
-    """``kernel(*args, big)`` run with numba's thread count set to ``threads`` in the calling thread
+def on_threads(kernel, threads, big, one_row):
+    """``kernel(*args, big, one_row)`` run with numba's thread count set to ``threads`` in the calling thread
     (numba's setting is per thread: train() may run the kernel in a worker thread), restored after."""
     def run(*args):
         before = numba.get_num_threads()
         if before != threads:
             numba.set_num_threads(threads)
         try:
-            return kernel(*args, big)
+            return kernel(*args, big, one_row)
         finally:
             if before != threads:
                 numba.set_num_threads(before)

@@ -12,7 +12,7 @@ import numpy as np
 from . import _parallel, _prepare, _validate as V
 from ._prefault import Prefault
 from .controls import EarlyStopping, Plateau, Scaler, epoch_lrs, split_validation
-from .kernels import activations, losses, optimizers as O
+from .kernels import activations, batch1, losses, optimizers as O
 from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, COL_GRAD_NORM, COL_PARAM_NORM, \
     COL_UPDATE_NORM, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF, train_epochs
 from .layout import Layout, init_params
@@ -441,7 +441,9 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
         ctx = cuda.Context()
         run_epochs = lambda *args: cuda.train_epochs_cuda(ctx, *args)  # noqa: E731
     else:
-        run_epochs = _parallel.on_threads(train_epochs, n_threads, big)
+        one_row = True if batch1.eligible(model, optimizer, hparams, bs, n, trace, l1, clip_grad_norm,
+                                          clip_grad_value, step_lrs, power, device) else None
+        run_epochs = _parallel.on_threads(train_epochs, n_threads, big, one_row)
     t = cont.t if cont is not None else 0
     t_first = t
     offset = cont.offset if cont is not None else 0
@@ -515,7 +517,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                     (lrs, step_lrs is not None, power, l1_end, cd), c, work, order, shuffled, e0, ne, bs, t, row,
                     trace_arrays, history, val, offset, stop.flag, status)
             if device == "cpu" and seconds_per_epoch is None:
-                compile_seconds += _compile_for(train_epochs, (*args, big), (dtype, big is not None))
+                compile_seconds += _compile_for(train_epochs, (*args, big, one_row),
+                                                (dtype, big is not None, one_row is not None))
                 tick = time.perf_counter()
             threaded = device == "cpu" and (seconds_per_epoch or n * P * 3e-9) * ne > _THREAD_AFTER
             try:

@@ -5,7 +5,7 @@ the forward pass, the loss, the backward pass, the clipping factor and the optim
 its argument structs, and the checks for the trace, L1 and clipping. For the plainest case, a
 linear model trained by SGD without momentum (weight decay allowed), one row per step, no trace,
 no clipping, no L1, one lr per epoch, this kernel runs an epoch's steps in one loop with the same
-arithmetic, in the same order, as the general loop's (the same bits: tests/test_engine.py):
+arithmetic, in the same order, as the general loop's (the same bits: tests/test_batch1.py):
     pred = (0 + Σ_i x_i·w_i) + b,  r = pred − y,  loss = l(r)/1,  dl = l'(r)·(1/1)
     g_i = 0 + x_i·dl (+ wd·w_i),  w_i ← w_i − lr·g_i;  g_b = 0 + dl,  b ← b − lr·g_b
 and it stops where the general loop would: before a step once ``stop[0]`` is set, and after the
@@ -21,11 +21,13 @@ from .optimizers import WEIGHT_DECAY
 RAN, STOPPED, DIVERGED = 0, 1, 2
 
 
-@kernel
-def eligible(sizes, opt_code, sgd_code, hd, mode, batch_size, n, cd, per_step, power_t):
-    """Whether a call of the general loop can run its epochs here."""
-    return (sizes.shape[0] == 2 and opt_code == sgd_code and batch_size == 1 and n > 1 and mode == 0
-            and hd[1] == 0 and cd[0] == 0 and cd[1] == 0 and cd[2] == 0 and not per_step and power_t == 0)
+def eligible(model, optimizer, hparams, batch_size, n, trace, l1, clip_grad_norm, clip_grad_value, step_lrs,
+             power_t, device):
+    """Whether a run's epochs can run here (train() passes the loop a non-None ``one_row`` then, and
+    numba compiles this path only into the loops of runs that take it)."""
+    return (device == "cpu" and model == "linear" and optimizer == "sgd" and hparams.get("momentum", 0) == 0
+            and batch_size == 1 and n > 1 and trace is False and l1 == 0 and clip_grad_norm is None
+            and clip_grad_value is None and step_lrs is None and power_t == 0)
 
 
 @kernel

@@ -28,8 +28,8 @@ from ._jit import element, kernel
 from .activations import constants
 from .losses import dloss_of_residual, loss_of_residual
 from .models import backward, forward
-from .batch1 import DIVERGED, STOPPED, eligible, linear_dataset_loss, sgd1_rows
-from .optimizers import SGD, optimizer_step
+from .batch1 import DIVERGED, STOPPED, linear_dataset_loss, sgd1_rows
+from .optimizers import optimizer_step
 from .tiled import tiled_dataset_loss, tiled_loss_grad
 
 TRACE_OFF, TRACE_NORMS, TRACE_FULL = 0, 1, 2
@@ -131,7 +131,7 @@ def _record_row(row, vectors, pold, grad, upd, state, srows, tr_params, tr_grad,
 
 @kernel
 def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order, shuffled,
-                 epoch0, n_epochs, batch_size, t, row, trace, history, val, start0, stop, status, big):
+                 epoch0, n_epochs, batch_size, t, row, trace, history, val, start0, stop, status, big, one_row):
     # ``big`` is None (numba then compiles the loop without the large-batch path) or the buffers of
     # kernels/tiled.py: batches of at least big[8] rows, and data sets of at least big[9] rows for
     # the per-epoch losses, take that path
@@ -146,12 +146,12 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
     pred_off = aoff[aoff.shape[0] - 1]
     full_batch = batch_size >= n
     l1 = cd[CD_L1]
-    # batch-1 SGD on the linear model, untraced and unclipped: each epoch's steps in kernels/batch1.py
-    one_row = eligible(sizes, opt_code, SGD, hd, mode, batch_size, n, cd, per_step, power_t)
+    # ``one_row`` is None, or (batch-1 SGD on the linear model, untraced and unclipped: see
+    # kernels/batch1.py's eligible) anything else: each epoch's steps then run there
     for e in range(epoch0, epoch0 + n_epochs):
         idx = order[e - epoch0] if shuffled else ident
         first = start0 if e == epoch0 else 0
-        if one_row:
+        if one_row is not None:
             hp[0] = lrs[e - epoch0]
             hd[0] = hp[0]
             nxt, how = sgd1_rows(X, y, idx, first, theta, woff, boff, hd, loss_code, c, sc, stop)
@@ -225,14 +225,14 @@ def train_epochs(X, y, theta, state, model, loss_code, opt, ctrl, c, work, order
         if not full_batch or e == epoch0 + n_epochs - 1:
             if big is not None and n >= big[9]:
                 history[e] = tiled_dataset_loss(X, y, ident, theta, model, loss_code, c, big)
-            elif one_row:
+            elif one_row is not None:
                 history[e] = linear_dataset_loss(X, y, theta, woff, boff, loss_code, c, sc)
             else:
                 history[e] = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size)
         if Xv.shape[0] > 0:
             if big is not None and Xv.shape[0] >= big[9]:
                 val_history[e] = tiled_dataset_loss(Xv, yv, ident, theta, model, loss_code, c, big)
-            elif one_row:
+            elif one_row is not None:
                 val_history[e] = linear_dataset_loss(Xv, yv, theta, woff, boff, loss_code, c, sc)
             else:
                 val_history[e] = dataset_loss(Xv, yv, theta, model, loss_code, c, work, batch_size)
