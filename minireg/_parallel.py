@@ -16,8 +16,9 @@ import numba
 import numpy as np
 
 TILE = 256
-# measured on the 2-core VM (benchmarks/bench_scale.py --threshold): the tiled step on 2 threads
-# beats the row loop from about B·P = 2**18 multiply-add rows on; the whole-set loss from 2**17
+# set conservatively from benchmarks/bench_scale.py --only threshold on the (busy) 2-core VM: the
+# linear model's tiles beat the row loop from 256 rows on (1.3-2.9x, they vectorize), an MLP's
+# only from about 1,024 rows of 5,569 parameters on, and not clearly while the other core is busy
 STEP_WORK = 1 << 18
 LOSS_WORK = 1 << 17
 
@@ -38,8 +39,9 @@ def plan(layout, n, n_val, bs, threads, dtype, tile=TILE):
     """(big, threads): the large-path buffers of kernels/tiled.py (None when neither a step nor a
     whole-set loss of this run is large enough) and the number of threads to run on."""
     P = layout.size
-    step_rows = -(-STEP_WORK // P)
-    loss_rows = -(-LOSS_WORK // P)
+    # and at least two tiles, so that there is something to run in parallel
+    step_rows = max(-(-STEP_WORK // P), 2 * tile)
+    loss_rows = max(-(-LOSS_WORK // P), 2 * tile)
     use_step = bs >= step_rows
     use_loss = max(n, n_val) >= loss_rows
     if not (use_step or use_loss):
