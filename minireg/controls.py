@@ -24,6 +24,9 @@ class Scaler:
 
     @classmethod
     def fit(cls, V, kind, quantiles=None):
+        if kind is None and quantiles is None:  # the identity needs only the shape: no float64 copy of V
+            z = np.zeros(np.shape(V)[1:])
+            return cls(None, z, np.ones(np.shape(V)[1:]), [], None)
         V = np.asarray(V, dtype=np.float64)
         clip = None
         if quantiles is not None:

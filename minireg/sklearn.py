@@ -89,7 +89,7 @@ class MiniRegressor(RegressorMixin, BaseEstimator):
                  validation=None, early_stopping=None, min_delta=0.0, restore_best=True,
                  clip_grad_norm=None, clip_grad_value=None, l1=0.0,
                  schedule=None, step_size=None, gamma=None, power_t=None, T_max=None, patience=None,
-                 factor=None, step_lrs=None, device="cpu", progress=False, optimizer_params=None):
+                 factor=None, step_lrs=None, device="cpu", progress=False, threads=None, optimizer_params=None):
         self.model = model
         self.hidden = hidden
         self.activation = activation
@@ -127,6 +127,7 @@ class MiniRegressor(RegressorMixin, BaseEstimator):
         self.step_lrs = step_lrs
         self.device = device
         self.progress = progress
+        self.threads = threads
         self.optimizer_params = optimizer_params
 
     def __sklearn_tags__(self):

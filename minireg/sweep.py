@@ -161,7 +161,8 @@ def _run_one(X, y, params, keep, diagnose=True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DivergenceWarning)
             warnings.simplefilter("ignore", InterruptedWarning)  # the sweep says it once for all
-            r = train(X, y, progress=False, **params)
+            # one thread per run: the sweep's parallelism is its runs (unless the grid sets threads)
+            r = train(X, y, progress=False, **{"threads": 1, **params})
             findings = []
             if diagnose:
                 with np.errstate(all="ignore"):

@@ -12,11 +12,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _validate as V
+from . import _parallel, _prepare, _validate as V
 from ._prefault import Prefault
 from .controls import EarlyStopping, Plateau, Scaler, epoch_lrs, split_validation
 from . import optim
-from .kernels import activations, losses
+from .kernels import activations, batch1, losses
 from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, CD_L2, N_CONTROLS, COL_GRAD_NORM, COL_PARAM_NORM, \
     COL_UPDATE_NORM, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF, train_epochs
 from .layout import Layout, init_params
@@ -158,7 +158,7 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
           clip_grad_norm=None, clip_grad_value=None, l1=0.0,
           schedule=None, step_size=None, gamma=None, power_t=None, T_max=None, patience=None,
           factor=None, step_lrs=None, device="cpu", progress=None, resume=None, checkpoint=None,
-          checkpoint_every=None, flavor="torch", l2=0.0, order=None, **optimizer_hparams):
+          checkpoint_every=None, flavor="torch", l2=0.0, order=None, threads=None, **optimizer_hparams):
     """Train a linear model or an MLP with a Numba-compiled loop; return a :class:`TrainResult`.
 
     Every step runs in compiled code: forward, loss, backward, optimizer update and, with
@@ -207,7 +207,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
                     schedule=schedule, step_size=step_size, gamma=gamma, power_t=power_t, T_max=T_max,
                     patience=patience, factor=factor, step_lrs=step_lrs, device=device, progress=progress,
                     checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                          flavor=flavor, l2=l2, order=order, given=given, optimizer_hparams=optimizer_hparams)
+                          flavor=flavor, l2=l2, order=order, threads=threads, given=given,
+                          optimizer_hparams=optimizer_hparams)
     call["seed"] = s.seed  # a drawn seed is recorded, so a re-run sees the same init and batches
     data = prepare(s, X64, y64, previous)
     buf = allocate(s, data, previous, resumed_changes)
@@ -257,13 +258,14 @@ class Settings:
     flavor: object
     l2: object
     order: object
+    threads: object
 
 
 def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epochs, batch_size, shuffle, seed, dtype,
             init, trace, trace_every, trace_budget, standardize, standardize_y, winsorize,
             winsorize_y, validation, early_stopping, min_delta, restore_best, clip_grad_norm,
             clip_grad_value, l1, schedule, step_size, gamma, power_t, T_max, patience, factor,
-            step_lrs, device, progress, checkpoint, checkpoint_every, flavor, l2, order, given,
+            step_lrs, device, progress, checkpoint, checkpoint_every, flavor, l2, order, threads, given,
             optimizer_hparams):
     """Stage 1: check every argument and the data before anything is compiled or allocated; one
     ValueError/TypeError naming the argument otherwise. Returns (Settings, X as float64, y as float64)."""
@@ -314,6 +316,8 @@ def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epoc
     trace = V.trace_mode(trace)
     if progress is not None:
         progress = V.flag("progress", progress)
+    if threads is not None:
+        threads = V.integer("threads", threads, 1)
     if checkpoint is not None:
         checkpoint = output_path("checkpoint", checkpoint)
     if checkpoint_every is not None:
@@ -363,9 +367,9 @@ def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epoc
         for i in (int(np.argmax(step_lrs)), int(np.argmin(step_lrs))):
             V.scalar_fits_float32(f"step_lrs[{i}]", float(step_lrs[i]), dtype, positive=True,
                                   zero_means=", so that step would not move")
-    X64 = V.data_X(X, np.float64)
+    # X in float64 when it is scaled, else already in the run's dtype (X itself where it can be)
+    X64 = _prepare.training_X(X, dtype, scale_kind, winsorize)
     y64 = V.data_y(y, X64.shape[0], np.float64)
-    V.scalable("X", X64, scale_kind, winsorize, dtype, "standardize")
     # y must fit float32 even when standardize_y scales it: predictions come back in its units
     V.fits_float32("y", y64, dtype, hint=" (predictions come back in y's units, as float32), or divide y "
                    "by a power of ten first")
@@ -390,7 +394,8 @@ def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epoc
         early_stopping=early_stopping, min_delta=min_delta, restore_best=restore_best,
         clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value, l1=l1, schedule=schedule, sched=sched,
         step_lrs=step_lrs, device=device, progress=progress, checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every, layout=layout, flavor=flavor, l2=l2, order=order), X64, y64
+        checkpoint_every=checkpoint_every, layout=layout, flavor=flavor, l2=l2, order=order,
+        threads=threads), X64, y64
 
 
 class Data(NamedTuple):
@@ -428,8 +433,8 @@ def prepare(s, X64, y64, previous):
     x_scaler = Scaler.fit(Xtr, s.scale_kind, s.winsorize)
     y_scaler = Scaler.fit(ytr, (s.scale_kind or "zscore") if s.standardize_y else None,
                           s.winsorize if s.winsorize_y else None)
-    Xa, Xv = x_scaler.transform(Xtr, s.dtype), x_scaler.transform(Xv64, s.dtype)
-    ya = y_scaler.transform(ytr, s.dtype)
+    Xa, Xv = _prepare.to_run_dtype(x_scaler, Xtr, s.dtype), _prepare.to_run_dtype(x_scaler, Xv64, s.dtype)
+    ya = _prepare.to_run_dtype(y_scaler, ytr, s.dtype)
     yv = ((yv64 - y_scaler.center) / y_scaler.scale).astype(s.dtype)  # validation targets: scaled, not clipped
     n, d = Xa.shape
 
@@ -547,12 +552,15 @@ def allocate(s, data, previous, resumed_changes):
 def run(s, data, buf, previous, resumed_changes, started, inputs):
     """Stage 4: the compiled loop, a chunk of epochs per call, with the per-epoch controls (plateau,
     early stopping, checkpoints, progress bar, Ctrl-C) between the calls; then stage 5, the result."""
+    big, n_threads = (_parallel.plan(s.layout, data.n, data.Xv.shape[0], data.bs, s.threads, s.dtype)
+                      if s.device == "cpu" else (None, 1))
     if s.device == "cuda":
         from . import cuda  # numba.cuda is imported only when asked for
         ctx = cuda.Context()
         run_epochs = lambda *args: cuda.train_epochs_cuda(ctx, *args)  # noqa: E731
     else:
-        run_epochs = train_epochs
+        one_row = True if batch1.eligible(s, data.bs, data.n, buf.power) else None
+        run_epochs = _parallel.on_threads(train_epochs, n_threads, big, one_row)
     t = buf.cont.t if buf.cont is not None else 0
     t_first = t
     offset = buf.cont.offset if buf.cont is not None else 0
@@ -631,7 +639,8 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
                     (lrs, s.step_lrs is not None, buf.power, buf.l1_end, buf.cd), buf.c, buf.work, order, buf.shuffled,
                     e0, ne, data.bs, t, row, buf.trace_arrays, buf.history, buf.val, offset, stop.flag, status)
             if s.device == "cpu" and seconds_per_epoch is None:
-                compile_seconds += _compile_for(train_epochs, args, (s.dtype, type(buf.opt)))
+                compile_seconds += _compile_for(train_epochs, (*args, big, one_row),
+                                                (s.dtype, type(buf.opt), big is not None, one_row is not None))
                 tick = time.perf_counter()
             threaded = s.device == "cpu" and (seconds_per_epoch or data.n * data.P * 3e-9) * ne > _THREAD_AFTER
             try:

@@ -27,5 +27,5 @@ worst = int(np.argmax(np.diff(r.trace.loss)) + 1)
 print(f"\nthe step whose batch loss rose most, {worst} (epoch {int(r.trace.epoch[worst])}):")
 print("\n".join(str(r.trace.explain(worst)).splitlines()[-12:]))
 print()
-for f in r.diagnose():
+for f in r.diagnose(verify=True):  # re-run every fix, however long it takes
     print(f)

@@ -34,6 +34,25 @@ def kernel(fn):
     return drop_stale_cache(njit(**_OPTIONS)(fn))
 
 
+def parallel_kernel(fn):
+    """Like ``kernel``, compiled with ``parallel=True``: its ``prange`` loops run on numba's thread
+    pool (``numba.set_num_threads`` of the calling thread sets how many). Used by the large-batch
+    path only (kernels/tiled.py), whose results do not depend on the number of threads."""
+    return drop_stale_cache(njit(**_OPTIONS, parallel=True)(fn))
+
+
+# reassociation and contraction (FMA) only: never nnan/ninf, so that divergence stays visible
+_REASSOC = {"reassoc", "contract"}
+
+
+def reassociating_kernel(fn):
+    """Like ``kernel``, with the compiler free to reassociate sums and contract multiply-adds, so
+    that dot products vectorize. Its results may differ in the last bits from the kernels' fixed
+    order, and between CPUs of different vector widths, but not from run to run on one machine.
+    Used only where the README says so (the linear model's large-batch step, kernels/tiled.py)."""
+    return drop_stale_cache(njit(**{**_OPTIONS, "fastmath": _REASSOC})(fn))
+
+
 def element(fn):
     """A small function called once per element or row inside the loops (an activation, a loss
     term, one parameter's optimizer update): like ``kernel``, and inlined by numba into every

@@ -31,6 +31,8 @@ from .activations import constants
 from .losses import dloss_of_residual, loss_of_residual
 from .models import backward, forward
 from ..optim import optimizer_step
+from .batch1 import DIVERGED, STOPPED, linear_dataset_loss, sgd1_rows
+from .tiled import tiled_dataset_loss, tiled_loss_grad
 
 TRACE_OFF, TRACE_NORMS, TRACE_FULL = 0, 1, 2
 # columns of the float trace table
@@ -57,6 +59,24 @@ def batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, with_
     return s / nb
 
 
+@element
+def _set_loss(X, y, ident, theta, model, loss_code, c, work, batch_size, big, one_row, l2):
+    """The mean loss over all rows of (X, y) by the path the run takes (the same figure on each), plus
+    scikit-learn's alpha/(2n)·Σ W² when ``l2`` (alpha) > 0."""
+    sizes, woff, boff, aoff, act = model
+    sc = work[5]
+    if big is not None and X.shape[0] >= big[9]:
+        mean = tiled_dataset_loss(X, y, ident, theta, model, loss_code, c, big)
+    elif one_row is not None:
+        mean = linear_dataset_loss(X, y, theta, woff, boff, loss_code, c, sc)
+    else:
+        mean = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size)
+    if l2 > 0:
+        sc[3] = X.shape[0]
+        mean += c[1] * (l2 / sc[3]) * weights_sq_sum(theta, sizes, woff, c)
+    return mean
+
+
 @kernel
 def weights_sq_sum(theta, sizes, woff, c):
     """Σ W² over the weight matrices (not the biases)."""
@@ -76,9 +96,8 @@ def add_l2(theta, g, sizes, woff, coef):
 
 
 @kernel
-def dataset_loss(X, y, theta, model, loss_code, c, work, chunk, l2):
-    """Mean loss over all rows, forwarding ``chunk`` rows at a time (the sum runs over rows), plus
-    scikit-learn's alpha/(2n)·Σ W² when ``l2`` (alpha) > 0."""
+def dataset_loss(X, y, theta, model, loss_code, c, work, chunk):
+    """Mean loss over all rows, forwarding ``chunk`` rows at a time (the sum runs over rows)."""
     sizes, woff, boff, aoff, act = model
     acts, deltas, grad, upd, pold, sc, ident, wt = work
     n = X.shape[0]
@@ -91,10 +110,7 @@ def dataset_loss(X, y, theta, model, loss_code, c, work, chunk, l2):
         for r in range(B):
             s += loss_of_residual(loss_code, acts[pred_off + r] - y[start + r], delta, cc)
     sc[3] = n
-    mean = s / sc[3]
-    if l2 > 0:
-        mean += c[1] * (l2 / sc[3]) * weights_sq_sum(theta, sizes, woff, c)
-    return mean
+    return s / sc[3]
 
 
 @kernel
@@ -154,7 +170,10 @@ def _record_row(row, vectors, pold, grad, upd, state, srows, tr_params, tr_grad,
 
 @kernel
 def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, shuffled,
-                 epoch0, n_epochs, batch_size, t, row, trace, history, val, start0, stop, status):
+                 epoch0, n_epochs, batch_size, t, row, trace, history, val, start0, stop, status, big, one_row):
+    # ``big`` is None (numba then compiles the loop without the large-batch path) or the buffers of
+    # kernels/tiled.py: batches of at least big[8] rows, and data sets of at least big[9] rows for
+    # the per-epoch losses, take that path
     sizes, woff, boff, aoff, act = model
     lrs, per_step, power_t, l1_end, cd = ctrl
     t_start = t
@@ -165,9 +184,25 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
     pred_off = aoff[aoff.shape[0] - 1]
     full_batch = batch_size >= n
     l1, l2 = cd[CD_L1], cd[CD_L2]
+    # ``one_row`` is None, or (batch-1 SGD on the linear model, untraced and unclipped: see
+    # kernels/batch1.py's eligible) anything else: each epoch's steps then run there
     for e in range(epoch0, epoch0 + n_epochs):
         idx = order[e - epoch0] if shuffled else ident
-        for start in range(start0 if e == epoch0 else 0, n, batch_size):
+        first = start0 if e == epoch0 else 0
+        if one_row is not None:
+            nxt, how = sgd1_rows(X, y, idx, first, theta, state, grad, upd, woff, boff, h, lrs[e - epoch0], t,
+                                 loss_code, c, sc, stop)
+            t += nxt - first
+            if how == STOPPED:
+                status[0] = e
+                status[1] = nxt
+                return t, row, -2
+            if how == DIVERGED:
+                status[0] = e
+                status[1] = nxt - 1
+                return t, row, t - 1
+            first = n  # the epoch's steps are done
+        for start in range(first, n, batch_size):
             if stop[0] != 0:
                 status[0] = e
                 status[1] = start
@@ -183,8 +218,12 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
                 g, u, p0 = tr_grad[row], tr_update[row], tr_params[row]
             else:
                 g, u, p0 = grad, upd, pold
-            forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
-            loss = batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, True)
+            if big is not None and B >= big[8]:
+                loss = tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g)
+            else:
+                forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
+                loss = batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, True)
+                backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, g, wt, c)
             coef_l2 = c[0]
             if l2 > 0:
                 sc[3] = B
@@ -192,7 +231,6 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
                 loss += c[1] * coef_l2 * weights_sq_sum(theta, sizes, woff, c)
             if full_batch and e > 0:
                 history[e - 1] = loss
-            backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, g, wt, c)
             if l1 > 0:
                 for i in range(l1_end):
                     if theta[i] > 0:
@@ -225,9 +263,9 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
                 status[1] = start
                 return t, row, t - 1
         if not full_batch or e == epoch0 + n_epochs - 1:
-            history[e] = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size, l2)
+            history[e] = _set_loss(X, y, ident, theta, model, loss_code, c, work, batch_size, big, one_row, l2)
         if Xv.shape[0] > 0:
-            val_history[e] = dataset_loss(Xv, yv, theta, model, loss_code, c, work, batch_size, l2)
+            val_history[e] = _set_loss(Xv, yv, ident, theta, model, loss_code, c, work, batch_size, big, one_row, l2)
     return t, row, -1
 
 

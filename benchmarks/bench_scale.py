@@ -1,0 +1,219 @@
+"""minireg on real-sized data (issue #16): fixed costs, the large-batch path, batch-1 SGD, traces.
+
+    python benchmarks/bench_scale.py                  # everything (a few minutes on 2 cores)
+    python benchmarks/bench_scale.py --only fixed,W5  # parts: fixed, W5, W6, W3b, threshold
+    python benchmarks/bench_scale.py --markdown FILE  # also append the tables as markdown
+
+- fixed: train(X, y, epochs=1) on the 1M x 100 float32 array, minus one step, against one read of
+  X (X.sum(), NumPy's single-threaded read, and a read on all threads); what train() costs
+  before its first step plus the final whole-set loss.
+- W5 (linear N=1M d=100, full batch, SGD, float32) and W6 (MLP 20-64-64-1 relu, N=200k, full
+  batch, Adam, float32): per step = (t(1+k epochs) - t(1 epoch)) / k, best of 3, for minireg (all
+  threads, and 1 thread), PyTorch CPU (its default threads) and, for minireg, trace="norms";
+  against the floors: one read of X at the measured all-thread read bandwidth (W5), the step's
+  FLOPs at the measured float32 matmul rate (W6).
+- W3b: linear d=10, batch 1, SGD, float64, per sample, next to scikit-learn's SGDRegressor.
+- threshold: the tiled step against the row loop over batch sizes (where STEP_WORK should be).
+
+Ratios are measured side by side in one process; on the shared VM single figures move by 20-50%.
+"""
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import bench_engine as E  # noqa: E402  (minireg, torch and sklearn imports, workloads, competitors)
+
+minireg = E.minireg
+torch = E.torch
+REPEATS = 3
+
+
+def best(fn, repeats=REPEATS):
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return min(out)
+
+
+def per_step(run, k, repeats=REPEATS):
+    """(t(1+k epochs) - t(1 epoch)) / k and t(1 epoch), each the best of ``repeats``; full batch: one step an epoch."""
+    run(1)
+    t1 = best(lambda: run(1), repeats)
+    tk = best(lambda: run(1 + k), repeats)
+    return (tk - t1) / k, t1
+
+
+def read_bandwidth(X):
+    """Bytes per second of a read of X on all of numba's threads: per block of rows, column sums
+    (vectorized over the columns, so the loads and not the adds set the pace)."""
+    import numba
+
+    @numba.njit(parallel=True, cache=False)
+    def colsums(A, out):
+        n = A.shape[0]
+        for b in numba.prange(out.shape[0]):
+            acc = out[b]
+            for j in range(A.shape[1]):
+                acc[j] = 0
+            for r in range(b * 4096, min(n, (b + 1) * 4096)):
+                row = A[r]
+                for j in range(A.shape[1]):
+                    acc[j] += row[j]
+    out = np.zeros((-(-X.shape[0] // 4096), X.shape[1]), X.dtype)
+    colsums(X, out)
+    return X.nbytes / best(lambda: colsums(X, out), 5)
+
+
+def matmul_flops(dtype="float32", n=2048):
+    a = np.ones((n, n), dtype)
+    a @ a
+    return 2 * n**3 / best(lambda: a @ a, 3)
+
+
+def minireg_run(wl, X, y, **kw):
+    def run(epochs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            minireg.train(X, y, model=wl.model, hidden=wl.hidden, activation=wl.activation, optimizer=wl.optimizer,
+                          lr=wl.lr, epochs=epochs, batch_size=wl.batch_size, dtype=wl.dtype, progress=False, **kw)
+    return run
+
+
+def fixed_costs(rows):
+    wl = next(w for w in E.WORKLOADS if w.key == "W5")
+    X, y = E.make_data(wl)
+    run = minireg_run(wl, X, y)
+    step, t1 = per_step(run, 4)
+    xsum = best(lambda: X.sum(), 5)
+    bw = read_bandwidth(X)
+    tread = X.nbytes / bw
+    fixed = t1 - step
+    rows.append(("fixed", "train(epochs=1) - one step, 1M x 100 float32", f"{fixed * 1e3:,.1f} ms",
+                 f"X.sum() {xsum * 1e3:,.1f} ms: {fixed / xsum:.2f}x; all-thread read {tread * 1e3:,.1f} ms: "
+                 f"{fixed / tread:.2f}x", f"epochs=1 {t1 * 1e3:,.1f} ms, step {step * 1e3:,.1f} ms"))
+    Xd = X.astype(np.float64)
+    stepd, t1d = per_step(minireg_run(wl, Xd, y), 2, 2)
+    rows.append(("fixed", "the same from a float64 X (one converting pass)", f"{(t1d - stepd) * 1e3:,.1f} ms",
+                 f"{(t1d - stepd) / xsum:.2f}x X.sum() of the float32 X", ""))
+    return bw
+
+
+def large(key, rows, bw, flops):
+    wl = next(w for w in E.WORKLOADS if w.key == key)
+    X, y = E.make_data(wl)
+    k = 4
+    res = {}
+    res["minireg"] = per_step(minireg_run(wl, X, y), k)[0]
+    res["minireg 1 thread"] = per_step(minireg_run(wl, X, y, threads=1), k)[0]
+    res["minireg norms"] = per_step(minireg_run(wl, X, y, trace="norms"), k)[0]
+    if torch is not None:
+        tr = E.torch_runner(wl, X, y)
+        res["torch"] = per_step(tr, k)[0]
+    floor = max(X.nbytes / bw, wl.flops_per_step() / flops)
+    m = res["minireg"]
+    detail = (f"1 thread {res['minireg 1 thread'] * 1e3:,.1f} ms; trace='norms' {res['minireg norms'] * 1e3:,.1f} ms "
+              f"({res['minireg norms'] / m:.2f}x)")
+    vs = f"torch {res['torch'] * 1e3:,.1f} ms: {res['torch'] / m:.2f}x faster" if "torch" in res else "torch n/a"
+    rows.append((key, wl.label, f"{m * 1e3:,.1f} ms/step", f"{vs}; floor {floor * 1e3:,.1f} ms: {m / floor:.2f}x floor",
+                 detail))
+
+
+def batch1(rows):
+    wl = next(w for w in E.WORKLOADS if w.key == "W3b")
+    X, y = E.make_data(wl)
+    k = 20
+    m = per_step(minireg_run(wl, X, y), k)[0] / wl.n
+    sk = E.sklearn_runner(wl, X, y)
+    s = per_step(sk, k)[0] / wl.n if sk is not None else float("nan")
+    rows.append(("W3b", wl.label, f"{m * 1e6:.3f} µs/sample", f"SGDRegressor {s * 1e6:.3f} µs/sample: "
+                 f"minireg/sklearn {m / s:.2f}x", "per sample = (t(1+k epochs) - t(1 epoch)) / (k·N)"))
+
+
+def threshold(rows):
+    """Tiled step (2 threads) vs the row loop, per batch size, linear d=100 and MLP 20-64-64-1."""
+    from minireg import _parallel
+    rng = np.random.default_rng(0)
+    for d, hidden in ((100, ()), (20, (64, 64))):
+        for B in (256, 1024, 4096, 16384):
+            X = rng.standard_normal((B * 8, d)).astype(np.float32)
+            y = rng.standard_normal(B * 8).astype(np.float32)
+            kw = dict(model="mlp" if hidden else "linear", hidden=hidden or (10,), batch_size=B, shuffle=False,
+                      dtype="float32", lr=1e-3, progress=False)
+            P = minireg.layout.Layout((d, *hidden, 1)).size
+            old = _parallel.STEP_WORK, _parallel.LOSS_WORK
+            try:
+                _parallel.STEP_WORK, _parallel.LOSS_WORK = 1 << 62, 1 << 62
+                def run(e, X=X, y=y, kw=kw):
+                    minireg.train(X, y, epochs=e, **kw)
+                row = per_step(run, 4)[0] / 8
+                _parallel.STEP_WORK, _parallel.LOSS_WORK = 1, 1
+                tiled = per_step(run, 4)[0] / 8
+            finally:
+                _parallel.STEP_WORK, _parallel.LOSS_WORK = old
+            rows.append(("threshold", f"d={d} hidden={hidden} B={B} (B·P={B * P:,})", f"row {row * 1e6:,.0f} µs",
+                         f"tiled {tiled * 1e6:,.0f} µs: {row / tiled:.2f}x", ""))
+
+
+def header():
+    import numba
+    commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    return (f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}\n"
+            f"- minireg: {os.path.dirname(minireg.__file__)} @ {commit}\n"
+            f"- machine: {platform.processor() or platform.machine()}, nproc={os.cpu_count()}, "
+            f"numba threads {numba.config.NUMBA_NUM_THREADS}\n"
+            f"- versions: numpy {np.__version__}, numba {numba.__version__}, "
+            f"torch {torch.__version__ if torch else 'n/a'} ({torch.get_num_threads() if torch else 0} threads)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="fixed,W5,W6,W3b", help="comma-separated parts: fixed, W5, W6, W3b, threshold")
+    ap.add_argument("--markdown", help="append the results as markdown to this file")
+    args = ap.parse_args()
+    parts = args.only.split(",")
+    E.warm_up_minireg()
+    rows = []
+    bw = flops = None
+    if "fixed" in parts:
+        bw = fixed_costs(rows)
+    if "W5" in parts or "W6" in parts:
+        if bw is None:
+            X, _ = E.make_data(next(w for w in E.WORKLOADS if w.key == "W5"))
+            bw = read_bandwidth(X)
+            del X
+        flops = matmul_flops()
+        rows.append(("floors", "read bandwidth (all threads), float32 matmul", f"{bw / 1e9:.1f} GB/s",
+                     f"{flops / 1e9:.0f} GFLOP/s", ""))
+    for key in ("W5", "W6"):
+        if key in parts:
+            large(key, rows, bw, flops)
+    if "W3b" in parts:
+        batch1(rows)
+    if "threshold" in parts:
+        threshold(rows)
+    head = header()
+    table = ["| part | what | minireg | against | notes |", "|---|---|---|---|---|"]
+    table += [f"| {' | '.join(r)} |" for r in rows]
+    text = head + "\n\n" + "\n".join(table) + "\n"
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "a") as f:
+            f.write(f"\n## bench_scale run\n\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
