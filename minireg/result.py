@@ -3,6 +3,7 @@ import numpy as np
 
 from . import _validate
 from .kernels.activations import CODES as ACTIVATION_CODES
+from .kernels.constants import run_constants
 from .kernels.models import predict_rows
 from .plot import plot_path, plot_result
 
@@ -100,7 +101,7 @@ class TrainResult:
         rows = min(_PREDICT_ROWS, X.shape[0])
         sizes, woff, boff, aoff, nacts = self.layout.kernel_arrays(rows)
         acts = np.empty(nacts, self.dtype)
-        c = np.array([0.0, 0.5, 1.0, 2.0, 0.0], self.dtype)
+        c = run_constants(0.0, self.dtype)
         out = np.empty(X.shape[0], self.dtype)
         ident = np.arange(X.shape[0], dtype=np.int64)
         act = ACTIVATION_CODES[self.config["activation"] or "identity"]

@@ -17,7 +17,8 @@ from ._prefault import Prefault
 from .controls import EarlyStopping, Plateau, Scaler, epoch_lrs, split_validation
 from . import optim
 from .kernels import activations, batch1, losses
-from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, CD_L2, N_CONTROLS, COL_GRAD_NORM, COL_PARAM_NORM, \
+from .kernels.constants import run_constants
+from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, CD_L2, N_CONTROLS, COL_GRAD_NORM, COL_PARAM_NORM,\
     COL_UPDATE_NORM, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF, train_epochs
 from .layout import Layout, init_params
 from .result import TrainResult
@@ -488,12 +489,12 @@ def allocate(s, data, previous, resumed_changes):
     act_code = activations.CODES[s.activation or "identity"]
     model_arrays = (sizes, woff, boff, aoff, act_code)
     opt = optim.hyper(s.optimizer, s.hparams, s.flavor)
-    cd = np.zeros(N_CONTROLS, s.dtype)
-    cd[CD_L1], cd[CD_CLIP_NORM], cd[CD_CLIP_VALUE] = s.l1, s.clip_grad_norm or 0.0, s.clip_grad_value or 0.0
-    cd[CD_L2] = s.l2
+    controls = np.zeros(N_CONTROLS, s.dtype)
+    controls[CD_L1], controls[CD_L2] = s.l1, s.l2
+    controls[CD_CLIP_NORM], controls[CD_CLIP_VALUE] = s.clip_grad_norm or 0.0, s.clip_grad_value or 0.0
     l1_end = s.layout.slices["W1"].stop if s.l1 > 0 else 0
     power = s.sched["power_t"] if s.schedule == "invscaling" else 0.0
-    c = np.array([0.0, 0.5, 1.0, 2.0, s.delta, 1e-6], s.dtype)
+    c = run_constants(s.delta, s.dtype)
     if cont is not None:
         state = np.array(cont.state[:optim.n_state(s.optimizer)], s.dtype, copy=True)
     else:
@@ -596,7 +597,7 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
             "clip_grad_norm": s.clip_grad_norm, "clip_grad_value": s.clip_grad_value, "l1": s.l1, "l2": s.l2,
             "flavor": s.flavor,
             "schedule": s.schedule, **s.sched, "step_lrs": s.step_lrs is not None, "device": s.device,
-            "progress": s.progress,
+            "progress": s.progress, "threads": s.threads,
             "resumed": None if previous is None else {
                 "from_epoch": buf.e_first, "from_step": t_first, "offset": buf.cont.offset, "changed": resumed_changes},
             "checkpoint": None if s.checkpoint is None else os.fspath(s.checkpoint),
@@ -636,7 +637,8 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
             tables = (buf.tr_index, buf.tr_scalars, buf.tr_params, buf.tr_grad, buf.tr_update, buf.tr_state)
             prefault = Prefault(tables, row, row + -(-steps // s.trace_every) + 1) if s.trace is not False else None
             args = (data.Xa, data.ya, buf.theta, buf.state, buf.model_arrays, losses.CODES[s.loss], buf.opt,
-                    (lrs, s.step_lrs is not None, buf.power, buf.l1_end, buf.cd), buf.c, buf.work, order, buf.shuffled,
+                    (lrs, s.step_lrs is not None, buf.power, buf.l1_end, buf.controls), buf.c, buf.work, order,
+                    buf.shuffled,
                     e0, ne, data.bs, t, row, buf.trace_arrays, buf.history, buf.val, offset, stop.flag, status)
             if s.device == "cpu" and seconds_per_epoch is None:
                 compile_seconds += _compile_for(train_epochs, (*args, big, one_row),
@@ -746,7 +748,7 @@ def _result(s, data, buf, t, row, e0, offset, perm, rng_state, done, diverged_at
                  tr_update[:row] if trace is True else None,
                  {name: tr_state[:row, s] for s, name in enumerate(names)} if trace is True else {})
         old = previous.trace if previous is not None else None
-        if old is not None and old.mode == ("full" if trace is True else "norms") and old.every == trace_every \
+        if old is not None and old.mode == ("full" if trace is True else "norms") and old.every == trace_every\
                 and (trace is not True or list(old.state) == names):
             parts = _joined(old, parts)
         tr = Trace(layout, trace, trace_every, *parts)

@@ -238,9 +238,9 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, h, ctrl, c, wor
     module = optim.module_of(h)
     step_kernel = OPT.STEP[module]
     if len(ctrl) == 5:
-        lrs, per_step, power_t, l1_end, cd = ctrl
+        lrs, per_step, power_t, l1_end, controls = ctrl
     else:  # (lrs, power_t, l1_end, cd): one lr per epoch
-        (lrs, power_t, l1_end, cd), per_step = ctrl, False
+        (lrs, power_t, l1_end, controls), per_step = ctrl, False
     lrs = np.asarray(lrs, np.float64)
     power_t = float(power_t)
     mode, every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows = trace
@@ -268,9 +268,9 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, h, ctrl, c, wor
     if traced:
         d_tr = ctx.trace_buffers(_cdiv(n_epochs * spe, every) + 1, mode, srows)
         d_scal, d_params, d_grad_tr, d_update, d_state_tr = d_tr
-    l1 = cd[CD_L1]
-    clip_norm = cd[CD_CLIP_NORM]
-    vclip = cd[CD_CLIP_VALUE]
+    l1 = controls[CD_L1]
+    clip_norm = controls[CD_CLIP_NORM]
+    vclip = controls[CD_CLIP_VALUE]
     l1_end = int(l1_end)
     loss_code = int(loss_code)
     fl, c_d = ctx.d_flag, ctx.d_c

@@ -28,6 +28,7 @@ kernel first checks the divergence flag and does nothing in the steps after a di
 """
 from numba import cuda
 
+from ..kernels.constants import DELTA, ZERO
 from ._config import BT, BT1, CW, KD, KD1, REG, TILE, TPB, device, kernel
 from .activations import activate, derivative_from_output
 from .losses import dloss_of_residual, loss_of_residual
@@ -80,7 +81,7 @@ def forward_hidden(dflag, t, X, idx, start, B, acts, a_in, a_out, theta, woff, b
     ty = cuda.threadIdx.y
     r0 = cuda.blockIdx.x * BT
     j0 = cuda.blockIdx.y * BT
-    fill(acc, c[0])
+    fill(acc, c[ZERO])
     for k0 in range(0, fi, TILE):
         k = k0 + tx
         for m in range(REG):  # A rows, along the shared dimension (consecutive threads, consecutive k)
@@ -91,14 +92,14 @@ def forward_hidden(dflag, t, X, idx, start, B, acts, a_in, a_out, theta, woff, b
                 else:
                     As[ty + m * TILE, tx] = acts[a_in + r * fi + k]
             else:
-                As[ty + m * TILE, tx] = c[0]
+                As[ty + m * TILE, tx] = c[ZERO]
         kw = k0 + ty
         for n in range(REG):  # W rows (consecutive threads, consecutive j)
             j = j0 + tx + n * TILE
             if kw < fi and j < fo:
                 Ws[ty, tx + n * TILE] = theta[woff + kw * fo + j]
             else:
-                Ws[ty, tx + n * TILE] = c[0]
+                Ws[ty, tx + n * TILE] = c[ZERO]
         cuda.syncthreads()
         for kk in range(imin(TILE, fi - k0)):
             for m in range(REG):
@@ -130,7 +131,7 @@ def forward_out(dflag, t, X, idx, start, B, acts, a_in, theta, woff, boff, fi, y
     tid = cuda.threadIdx.x
     r0 = cuda.blockIdx.x * TPB
     r = r0 + tid
-    s = c[0]
+    s = c[ZERO]
     for k0 in range(0, fi, KD):
         nk = imin(KD, fi - k0)
         # coalesced load of the (TPB rows x KD columns) tile: consecutive threads, consecutive columns
@@ -144,19 +145,19 @@ def forward_out(dflag, t, X, idx, start, B, acts, a_in, theta, woff, boff, fi, y
                 else:
                     Xs[rr, kk] = acts[a_in + (r0 + rr) * fi + k0 + kk]
             else:
-                Xs[rr, kk] = c[0]
+                Xs[rr, kk] = c[ZERO]
         if tid < nk:
             Ws[tid] = theta[woff + k0 + tid]
         cuda.syncthreads()
         for kk in range(nk):
             s += Xs[tid, kk] * Ws[kk]
         cuda.syncthreads()
-    loss = c[0]
+    loss = c[ZERO]
     if r < B:
         res = (s + theta[boff]) - y[idx[start + r]]
-        loss = loss_of_residual(loss_code, res, c[4], c)
+        loss = loss_of_residual(loss_code, res, c[DELTA], c)
         if with_grad:
-            deltas[d_out + r] = dloss_of_residual(loss_code, res, c[4], c) * inv_b
+            deltas[d_out + r] = dloss_of_residual(loss_code, res, c[DELTA], c) * inv_b
     total = block_sum(Ls, loss)
     if tid == 0:
         lpart[part0 + cuda.blockIdx.x] = total
@@ -186,9 +187,9 @@ def grad_weights(dflag, t, X, idx, start, B, acts, a_in, deltas, d_off, fi, fo, 
     rs = seg * seg_rows
     re = imin(B, rs + seg_rows)
     do_bias = cuda.blockIdx.y == 0 and ty == 0
-    fill(acc, c[0])
+    fill(acc, c[ZERO])
     for n in range(REG):
-        bacc[n] = c[0]
+        bacc[n] = c[ZERO]
     for r0 in range(rs, re, TILE):
         rr = r0 + ty
         for m in range(REG):  # A rows (consecutive threads, consecutive i)
@@ -199,13 +200,13 @@ def grad_weights(dflag, t, X, idx, start, B, acts, a_in, deltas, d_off, fi, fo, 
                 else:
                     As[ty, tx + m * TILE] = acts[a_in + rr * fi + ia]
             else:
-                As[ty, tx + m * TILE] = c[0]
+                As[ty, tx + m * TILE] = c[ZERO]
         for n in range(REG):
             j = j0 + tx + n * TILE
             if rr < re and j < fo:
                 Ds[ty, tx + n * TILE] = deltas[d_off + rr * fo + j]
             else:
-                Ds[ty, tx + n * TILE] = c[0]
+                Ds[ty, tx + n * TILE] = c[ZERO]
         cuda.syncthreads()
         for q in range(imin(TILE, re - r0)):
             for m in range(REG):
@@ -253,8 +254,8 @@ def grad_one_output(dflag, t, X, idx, start, B, acts, a_in, deltas, d_off, fi, s
     rs = seg * seg_rows
     re = imin(B, rs + seg_rows)
     do_bias = cuda.blockIdx.x == 0 and lane == 0
-    acc = c[0]
-    bacc = c[0]
+    acc = c[ZERO]
+    bacc = c[ZERO]
     for r in range(rs + rl, re, nl):
         dr = deltas[d_off + r]
         if i < fi:
@@ -268,8 +269,8 @@ def grad_one_output(dflag, t, X, idx, start, B, acts, a_in, deltas, d_off, fi, s
     shb[tid] = bacc
     cuda.syncthreads()
     if rl == 0:
-        s = c[0]
-        sb = c[0]
+        s = c[ZERO]
+        sb = c[ZERO]
         for q in range(nl):
             s += sh[q * CW + lane]
             sb += shb[q * CW + lane]
@@ -287,7 +288,7 @@ def reduce_segments(dflag, t, part, nseg, seg_stride, fi, fo, grad, woff, boff, 
         return
     nw = fi * fo
     for p in range(cuda.grid(1), nw + fo, cuda.gridsize(1)):
-        acc = c[0]
+        acc = c[ZERO]
         for s in range(nseg):
             acc += part[s * seg_stride + p]
         if p < nw:
@@ -313,7 +314,7 @@ def delta_prev(dflag, t, B, deltas, d_off, acts, a_off, theta, woff, fi, fo, act
     ty = cuda.threadIdx.y
     r0 = cuda.blockIdx.x * BT
     i0 = cuda.blockIdx.y * BT
-    fill(acc, c[0])
+    fill(acc, c[ZERO])
     for j0 in range(0, fo, TILE):
         jd = j0 + tx
         for m in range(REG):  # D rows (consecutive threads, consecutive j)
@@ -321,13 +322,13 @@ def delta_prev(dflag, t, B, deltas, d_off, acts, a_off, theta, woff, fi, fo, act
             if r < B and jd < fo:
                 Ds[ty + m * TILE, tx] = deltas[d_off + r * fo + jd]
             else:
-                Ds[ty + m * TILE, tx] = c[0]
+                Ds[ty + m * TILE, tx] = c[ZERO]
         for n in range(REG):  # W rows i, read along j (consecutive threads, consecutive j)
             iw = i0 + ty + n * TILE
             if iw < fi and jd < fo:
                 Wt[tx, ty + n * TILE] = theta[woff + iw * fo + jd]
             else:
-                Wt[tx, ty + n * TILE] = c[0]
+                Wt[tx, ty + n * TILE] = c[ZERO]
         cuda.syncthreads()
         for q in range(imin(TILE, fo - j0)):
             for m in range(REG):

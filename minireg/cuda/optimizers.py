@@ -4,7 +4,7 @@ the GPU runs the very source the CPU runs (clipping first, then coupled weight d
 into ``grad`` so the trace records the gradient as the optimizer saw it, or AdamW's decoupled
 shrink, then the update; ``upd`` gets theta_new − theta_old exactly, the state rows change in place).
 
-Scalars: ``h`` is the optimizer's Hyper tuple and ``sc`` its ``step_scalars(h, lr, t)``, computed on
+Scalars: ``h`` is the optimizer's Hyper tuple and ``scalars`` its ``step_scalars(h, lr, t)``, computed on
 the host in float64 by the same compiled function the CPU loop calls (so the same bits); ``update``
 casts them to the run dtype. The norm-clipping factor comes from ``dsc[DSC_COEF]``, written by the
 ``loss_and_clip`` kernel of the same step. A non-finite new parameter writes the step index into
@@ -35,11 +35,11 @@ def finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad
 
 def _step_kernel(module):
     """The CUDA step kernel of one optimizer module. t is the 0-based step index (torch's step count
-    is t + 1; ``sc`` already holds what depends on it)."""
+    is t + 1; ``scalars`` already holds what depends on it)."""
     update = device(module.update.py_func)
     state_of = device(module.state_of.py_func)
 
-    def step(dflag, t, h, sc, theta, grad, upd, state, pold, keep_pold, dsc, vclip, lr, row, tr_scalars,
+    def step(dflag, t, h, scalars, theta, grad, upd, state, pold, keep_pold, dsc, vclip, lr, row, tr_scalars,
              tr_params, tr_grad, tr_update, tr_state, srows, n_state):
         if skip_step(dflag, t):
             return
@@ -49,7 +49,7 @@ def _step_kernel(module):
             p = theta[i]
             if keep_pold:
                 pold[i] = p
-            pn = update(i, theta, grad, upd, s, h, sc, coef, vclip)
+            pn = update(i, theta, grad, upd, s, h, scalars, coef, vclip)
             finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad, tr_update, tr_state,
                            srows, n_state)
         if row >= 0 and cuda.grid(1) == 0:

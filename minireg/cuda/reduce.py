@@ -9,6 +9,7 @@ import math
 
 from numba import cuda
 
+from ..kernels.constants import CLIP_EPS, ONE, ZERO
 from ..kernels.loop import COL_CLIPPED, COL_GRAD_NORM, COL_LOSS, COL_LR, COL_PARAM_NORM, COL_UPDATE_NORM
 from ._config import TPB, device, kernel
 
@@ -83,15 +84,15 @@ def loss_and_clip(dflag, t, lpart, nparts, nb, history, hist_idx, grad, clip_nor
     found = cuda.shared.array(1, dtype=dflag.dtype)
     tid = cuda.threadIdx.x
     P = grad.shape[0]
-    loss = block_sum(sh, sum_strided(lpart, nparts, c[0])) / nb
-    coef = c[2]
+    loss = block_sum(sh, sum_strided(lpart, nparts, c[ZERO])) / nb
+    coef = c[ONE]
     was_clipped = False
     if clip_norm > 0:
-        coef = clip_norm / (math.sqrt(block_sum(sh, sq_strided(grad, P, c[0]))) + c[5])
-        if coef < c[2]:
+        coef = clip_norm / (math.sqrt(block_sum(sh, sq_strided(grad, P, c[ZERO]))) + c[CLIP_EPS])
+        if coef < c[ONE]:
             was_clipped = True
         else:
-            coef = c[2]
+            coef = c[ONE]
     if vclip > 0 and not was_clipped:
         if tid == 0:
             found[0] = 0
@@ -104,7 +105,7 @@ def loss_and_clip(dflag, t, lpart, nparts, nb, history, hist_idx, grad, clip_nor
     if tid == 0:
         dsc[DSC_LOSS] = loss
         dsc[DSC_COEF] = coef
-        dsc[DSC_CLIPPED] = c[2] if was_clipped else c[0]
+        dsc[DSC_CLIPPED] = c[ONE] if was_clipped else c[ZERO]
         if hist_idx >= 0:
             history[hist_idx] = loss
         if not math.isfinite(loss):
@@ -118,7 +119,7 @@ def mean_loss(dflag, t, lpart, nparts, nd, out, e, c):
     if skip_step(dflag, t):
         return
     sh = cuda.shared.array(TPB, dtype=lpart.dtype)
-    total = block_sum(sh, sum_strided(lpart, nparts, c[0]))
+    total = block_sum(sh, sum_strided(lpart, nparts, c[ZERO]))
     if cuda.threadIdx.x == 0:
         out[e] = total / nd
 
@@ -153,9 +154,9 @@ def record_scalars(dflag, t, row, tr_scalars, dsc, lr, with_norms, pold, grad, u
     if with_norms:
         sh = cuda.shared.array(TPB, dtype=grad.dtype)
         P = grad.shape[0]
-        g2 = block_sum(sh, sq_strided(grad, P, c[0]))
-        u2 = block_sum(sh, sq_strided(upd, P, c[0]))
-        p2 = block_sum(sh, sq_strided(pold, P, c[0]))
+        g2 = block_sum(sh, sq_strided(grad, P, c[ZERO]))
+        u2 = block_sum(sh, sq_strided(upd, P, c[ZERO]))
+        p2 = block_sum(sh, sq_strided(pold, P, c[ZERO]))
         if cuda.threadIdx.x == 0:
             tr_scalars[row, COL_GRAD_NORM] = math.sqrt(g2)
             tr_scalars[row, COL_UPDATE_NORM] = math.sqrt(u2)

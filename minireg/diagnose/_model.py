@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 
 from ..kernels import activations, losses
+from ..kernels.constants import run_constants
 from ..kernels.loop import loss_and_gradient
 from ..kernels.models import forward
 
@@ -15,7 +16,7 @@ class Model:
         self.act = activations.CODES[activation or "identity"]
         self.activation = activation
         self.loss_code = losses.CODES[loss]
-        self.c = np.array([0.0, 0.5, 1.0, 2.0, delta, 1e-6])
+        self.c = run_constants(delta, np.float64)
 
     def _buffers(self, n):
         sizes, woff, boff, aoff, nacts = self.layout.kernel_arrays(n)

@@ -17,6 +17,7 @@ from ..optim import optimizer_step
 from ._jit import kernel
 from .activations import constants
 from .losses import dloss_of_residual, loss_of_residual
+from .constants import ZERO, ONE, DELTA
 
 RAN, STOPPED, DIVERGED = 0, 1, 2
 
@@ -30,7 +31,7 @@ def eligible(s, batch_size, n, power_t):
 
 
 @kernel
-def sgd1_rows(X, y, idx, first, theta, state, grad, upd, woff, boff, h, lr, t, loss_code, c, sc, stop):
+def sgd1_rows(X, y, idx, first, theta, state, grad, upd, woff, boff, h, lr, t, loss_code, c, scratch, stop):
     """Steps t, t + 1, … on the rows idx[first], idx[first + 1], … with learning rate ``lr``; (next
     row, RAN | STOPPED | DIVERGED). A diverged step is applied, as in the general loop; the next row
     is then the one after it."""
@@ -39,9 +40,9 @@ def sgd1_rows(X, y, idx, first, theta, state, grad, upd, woff, boff, h, lr, t, l
     gw = grad[woff[0]:woff[0] + d]
     bo = boff[0]
     cc = constants(c)
-    c0, delta, one = c[0], c[4], c[2]
-    sc[3] = 1
-    inv_b = c[2] / sc[3]
+    c0, delta, one = c[ZERO], c[DELTA], c[ONE]
+    scratch[3] = 1
+    inv_b = c[ONE] / scratch[3]
     for start in range(first, n):
         if stop[0] != 0:
             return start, STOPPED
@@ -51,7 +52,7 @@ def sgd1_rows(X, y, idx, first, theta, state, grad, upd, woff, boff, h, lr, t, l
         for i in range(d):
             s += x[i] * w[i]
         res = (s + theta[bo]) - y[row]
-        loss = (c0 + loss_of_residual(loss_code, res, delta, cc)) / sc[3]
+        loss = (c0 + loss_of_residual(loss_code, res, delta, cc)) / scratch[3]
         dl = dloss_of_residual(loss_code, res, delta, cc) * inv_b
         for i in range(d):
             gw[i] = c0 + x[i] * dl
@@ -63,7 +64,7 @@ def sgd1_rows(X, y, idx, first, theta, state, grad, upd, woff, boff, h, lr, t, l
 
 
 @kernel
-def linear_dataset_loss(X, y, theta, woff, boff, loss_code, c, sc):
+def linear_dataset_loss(X, y, theta, woff, boff, loss_code, c, scratch):
     """loop.dataset_loss of a linear model bit for bit (each row's prediction (0 + Σ_i x_i·w_i) + b,
     the losses added in row order), without its chunks of ``batch_size`` rows: with batch_size 1
     that was a call of the forward pass per row, as dear as the epoch's training."""
@@ -71,7 +72,7 @@ def linear_dataset_loss(X, y, theta, woff, boff, loss_code, c, sc):
     w = theta[woff[0]:woff[0] + d]
     b = theta[boff[0]]
     cc = constants(c)
-    c0, delta = c[0], c[4]
+    c0, delta = c[ZERO], c[DELTA]
     s = c0
     for r in range(n):
         x = X[r]
@@ -79,5 +80,5 @@ def linear_dataset_loss(X, y, theta, woff, boff, loss_code, c, sc):
         for i in range(d):
             p += x[i] * w[i]
         s += loss_of_residual(loss_code, (p + b) - y[r], delta, cc)
-    sc[3] = n
-    return s / sc[3]
+    scratch[3] = n
+    return s / scratch[3]

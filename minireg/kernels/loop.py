@@ -26,12 +26,13 @@ Returns (steps done so far, trace rows written so far, diverging step, -1, or -2
 """
 import math
 
+from ..optim import optimizer_step
 from ._jit import element, kernel
 from .activations import constants
+from .batch1 import DIVERGED, STOPPED, linear_dataset_loss, sgd1_rows
+from .constants import CLIP_EPS, DELTA, HALF, ONE, ZERO
 from .losses import dloss_of_residual, loss_of_residual
 from .models import backward, forward
-from ..optim import optimizer_step
-from .batch1 import DIVERGED, STOPPED, linear_dataset_loss, sgd1_rows
 from .tiled import tiled_dataset_loss, tiled_loss_grad
 
 TRACE_OFF, TRACE_NORMS, TRACE_FULL = 0, 1, 2
@@ -44,13 +45,13 @@ N_CONTROLS = 4
 
 
 @kernel
-def batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, with_grad):
+def batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, scratch, deltas, with_grad):
     """Mean loss of the batch; with_grad also writes dL/dpred = (1/B)·l'(r) into deltas."""
-    sc[3] = B
-    nb = sc[3]
-    inv_b = c[2] / nb
-    s = c[0]
-    cc, delta = constants(c), c[4]
+    scratch[3] = B
+    nb = scratch[3]
+    inv_b = c[ONE] / nb
+    s = c[ZERO]
+    cc, delta = constants(c), c[DELTA]
     for r in range(B):
         res = acts[pred_off + r] - y[idx[start + r]]
         s += loss_of_residual(loss_code, res, delta, cc)
@@ -64,23 +65,23 @@ def _set_loss(X, y, ident, theta, model, loss_code, c, work, batch_size, big, on
     """The mean loss over all rows of (X, y) by the path the run takes (the same figure on each), plus
     scikit-learn's alpha/(2n)·Σ W² when ``l2`` (alpha) > 0."""
     sizes, woff, boff, aoff, act = model
-    sc = work[5]
+    scratch = work[5]
     if big is not None and X.shape[0] >= big[9]:
         mean = tiled_dataset_loss(X, y, ident, theta, model, loss_code, c, big)
     elif one_row is not None:
-        mean = linear_dataset_loss(X, y, theta, woff, boff, loss_code, c, sc)
+        mean = linear_dataset_loss(X, y, theta, woff, boff, loss_code, c, scratch)
     else:
         mean = dataset_loss(X, y, theta, model, loss_code, c, work, batch_size)
     if l2 > 0:
-        sc[3] = X.shape[0]
-        mean += c[1] * (l2 / sc[3]) * weights_sq_sum(theta, sizes, woff, c)
+        scratch[3] = X.shape[0]
+        mean += c[HALF] * (l2 / scratch[3]) * weights_sq_sum(theta, sizes, woff, c)
     return mean
 
 
 @kernel
 def weights_sq_sum(theta, sizes, woff, c):
     """Σ W² over the weight matrices (not the biases)."""
-    s = c[0]
+    s = c[ZERO]
     for k in range(sizes.shape[0] - 1):
         for i in range(woff[k], woff[k] + sizes[k] * sizes[k + 1]):
             s += theta[i] * theta[i]
@@ -99,25 +100,25 @@ def add_l2(theta, g, sizes, woff, coef):
 def dataset_loss(X, y, theta, model, loss_code, c, work, chunk):
     """Mean loss over all rows, forwarding ``chunk`` rows at a time (the sum runs over rows)."""
     sizes, woff, boff, aoff, act = model
-    acts, deltas, grad, upd, pold, sc, ident, wt = work
+    acts, deltas, grad, upd, pold, scratch, ident, wt = work
     n = X.shape[0]
     pred_off = aoff[aoff.shape[0] - 1]
-    s = c[0]
-    cc, delta = constants(c), c[4]
+    s = c[ZERO]
+    cc, delta = constants(c), c[DELTA]
     for start in range(0, n, chunk):
         B = min(chunk, n - start)
         forward(X, ident, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
         for r in range(B):
             s += loss_of_residual(loss_code, acts[pred_off + r] - y[start + r], delta, cc)
-    sc[3] = n
-    return s / sc[3]
+    scratch[3] = n
+    return s / scratch[3]
 
 
 @kernel
 def _sq_norm(v, c):
     """Σ v[i]², as four partial sums over i mod 4, then (s0 + s1) + (s2 + s3): one chain of adds
     waits for each add (W4's 4,929 parameters: 4.7 µs a norm), four run side by side (1.3 µs)."""
-    s0 = s1 = s2 = s3 = c[0]
+    s0 = s1 = s2 = s3 = c[ZERO]
     n4 = v.shape[0] - v.shape[0] % 4
     for i in range(0, n4, 4):
         s0 += v[i] * v[i]
@@ -130,17 +131,17 @@ def _sq_norm(v, c):
 
 
 @kernel
-def _clip_factor(grad, cd, c):
+def _clip_factor(grad, controls, c):
     """(norm-clipping factor, whether any clipping changes the gradient)."""
-    coef = c[2]
+    coef = c[ONE]
     clipped = False
-    if cd[CD_CLIP_NORM] > 0:
-        coef = cd[CD_CLIP_NORM] / (math.sqrt(_sq_norm(grad, c)) + c[5])
-        if coef < c[2]:
+    if controls[CD_CLIP_NORM] > 0:
+        coef = controls[CD_CLIP_NORM] / (math.sqrt(_sq_norm(grad, c)) + c[CLIP_EPS])
+        if coef < c[ONE]:
             clipped = True
         else:
-            coef = c[2]
-    vclip = cd[CD_CLIP_VALUE]
+            coef = c[ONE]
+    vclip = controls[CD_CLIP_VALUE]
     if vclip > 0 and not clipped:
         for i in range(grad.shape[0]):
             if abs(grad[i] * coef) > vclip:
@@ -175,15 +176,15 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
     # kernels/tiled.py: batches of at least big[8] rows, and data sets of at least big[9] rows for
     # the per-epoch losses, take that path
     sizes, woff, boff, aoff, act = model
-    lrs, per_step, power_t, l1_end, cd = ctrl
+    lrs, per_step, power_t, l1_end, controls = ctrl
     t_start = t
-    acts, deltas, grad, upd, pold, sc, ident, wt = work
+    acts, deltas, grad, upd, pold, scratch, ident, wt = work
     mode, every, tr_index, tr_scalars, tr_params, tr_grad, tr_update, tr_state, srows = trace
     Xv, yv, val_history = val
     n = X.shape[0]
     pred_off = aoff[aoff.shape[0] - 1]
     full_batch = batch_size >= n
-    l1, l2 = cd[CD_L1], cd[CD_L2]
+    l1, l2 = controls[CD_L1], controls[CD_L2]
     # ``one_row`` is None, or (batch-1 SGD on the linear model, untraced and unclipped: see
     # kernels/batch1.py's eligible) anything else: each epoch's steps then run there
     for e in range(epoch0, epoch0 + n_epochs):
@@ -191,7 +192,7 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
         first = start0 if e == epoch0 else 0
         if one_row is not None:
             nxt, how = sgd1_rows(X, y, idx, first, theta, state, grad, upd, woff, boff, h, lrs[e - epoch0], t,
-                                 loss_code, c, sc, stop)
+                                 loss_code, c, scratch, stop)
             t += nxt - first
             if how == STOPPED:
                 status[0] = e
@@ -222,13 +223,13 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
                 loss = tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g)
             else:
                 forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
-                loss = batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, sc, deltas, True)
+                loss = batch_loss(y, idx, start, B, acts, pred_off, loss_code, c, scratch, deltas, True)
                 backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, g, wt, c)
-            coef_l2 = c[0]
+            coef_l2 = c[ZERO]
             if l2 > 0:
-                sc[3] = B
-                coef_l2 = l2 / sc[3]
-                loss += c[1] * coef_l2 * weights_sq_sum(theta, sizes, woff, c)
+                scratch[3] = B
+                coef_l2 = l2 / scratch[3]
+                loss += c[HALF] * coef_l2 * weights_sq_sum(theta, sizes, woff, c)
             if full_batch and e > 0:
                 history[e - 1] = loss
             if l1 > 0:
@@ -239,18 +240,18 @@ def train_epochs(X, y, theta, state, model, loss_code, h, ctrl, c, work, order, 
                         g[i] -= l1
             if l2 > 0:
                 add_l2(theta, g, sizes, woff, coef_l2)
-            coef, was_clipped = _clip_factor(g, cd, c)
+            coef, was_clipped = _clip_factor(g, controls, c)
             if mode != TRACE_OFF:
                 for i in range(theta.shape[0]):
                     p0[i] = theta[i]
-            ok = optimizer_step(h, theta, g, u, state, lr, t + 1, coef, cd[CD_CLIP_VALUE])
+            ok = optimizer_step(h, theta, g, u, state, lr, t + 1, coef, controls[CD_CLIP_VALUE])
             bad = not (ok and math.isfinite(loss))
             if on_grid or (bad and mode != TRACE_OFF):
                 tr_index[row, 0] = t
                 tr_index[row, 1] = e
                 tr_scalars[row, COL_LOSS] = loss
                 tr_scalars[row, COL_LR] = lr
-                tr_scalars[row, COL_CLIPPED] = c[2] if was_clipped else c[0]
+                tr_scalars[row, COL_CLIPPED] = c[ONE] if was_clipped else c[ZERO]
                 tr_scalars[row, COL_GRAD_NORM] = math.sqrt(_sq_norm(g, c))
                 tr_scalars[row, COL_UPDATE_NORM] = math.sqrt(_sq_norm(u, c))
                 tr_scalars[row, COL_PARAM_NORM] = math.sqrt(_sq_norm(p0, c))
@@ -274,9 +275,9 @@ def loss_and_gradient(X, y, theta, model, loss_code, c, work):
     """Mean loss and its gradient over all rows of X at ``theta`` (work buffers sized for all rows);
     the layer outputs stay in the activation buffer. Used by the diagnosis (curvature, dead units)."""
     sizes, woff, boff, aoff, act = model
-    acts, deltas, grad, upd, pold, sc, ident, wt = work
+    acts, deltas, grad, upd, pold, scratch, ident, wt = work
     n = X.shape[0]
     forward(X, ident, 0, n, theta, sizes, woff, boff, aoff, act, acts, c)
-    loss = batch_loss(y, ident, 0, n, acts, aoff[aoff.shape[0] - 1], loss_code, c, sc, deltas, True)
+    loss = batch_loss(y, ident, 0, n, acts, aoff[aoff.shape[0] - 1], loss_code, c, scratch, deltas, True)
     backward(X, ident, 0, n, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, wt, c)
     return loss

@@ -8,6 +8,7 @@ With r = pred - y over a batch of B rows (one output, so numel = B):
 (torch aten/src/ATen/native/cpu/PointwiseOpsKernel.cpp: mse_backward, huber_backward; l1 via sgn.)
 """
 from ._jit import element
+from .constants import ZERO, HALF, ONE, TWO
 
 MSE, HUBER, MAE, SQUARED_ERROR = 0, 1, 2, 3
 CODES = {"mse": MSE, "huber": HUBER, "mae": MAE, "squared_error": SQUARED_ERROR}
@@ -19,12 +20,12 @@ def loss_of_residual(code, r, delta, c):
     if code == MSE:
         return r * r
     if code == SQUARED_ERROR:
-        return c[1] * r * r
+        return c[HALF] * r * r
     a = abs(r)
     if code == HUBER:
         if a < delta:
-            return c[1] * r * r
-        return delta * (a - c[1] * delta)
+            return c[HALF] * r * r
+        return delta * (a - c[HALF] * delta)
     return a
 
 
@@ -32,7 +33,7 @@ def loss_of_residual(code, r, delta, c):
 def dloss_of_residual(code, r, delta, c):
     """dl/dr, before the 1/B of the mean: 2r, clip(r, −δ, δ), sign(r), r."""
     if code == MSE:
-        return c[3] * r
+        return c[TWO] * r
     if code == SQUARED_ERROR:
         return r
     if code == HUBER:
@@ -41,8 +42,8 @@ def dloss_of_residual(code, r, delta, c):
         if r >= delta:
             return delta
         return r
-    if r > c[0]:
-        return c[2]
-    if r < c[0]:
-        return -c[2]
-    return r * c[0]  # 0 at r == 0, NaN stays NaN
+    if r > c[ZERO]:
+        return c[ONE]
+    if r < c[ZERO]:
+        return -c[ONE]
+    return r * c[ZERO]  # 0 at r == 0, NaN stays NaN

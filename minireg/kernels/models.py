@@ -24,13 +24,14 @@ B % 4 rows go one at a time.
 """
 from ._jit import element, kernel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, activate, constants, derivative_from_output
+from .constants import ZERO
 
 
 @kernel
 def forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
     """Fill ``acts`` for rows idx[start:start+B]; the prediction of row r is acts[aoff[-1] + r]."""
     L = sizes.shape[0] - 1
-    c0 = c[0]
+    c0 = c[ZERO]
     for k in range(L):
         fi = sizes[k]
         fo = sizes[k + 1]
@@ -148,7 +149,7 @@ def backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas
     """Given the output deltas (dL/dpred per row) in ``deltas``, write the full gradient to ``grad``.
     ``wt`` is scratch for one layer's transposed weights."""
     L = sizes.shape[0] - 1
-    c0 = c[0]
+    c0 = c[ZERO]
     for k in range(L - 1, -1, -1):
         fi = sizes[k]
         fo = sizes[k + 1]

@@ -38,6 +38,7 @@ from ._jit import parallel_kernel, reassociating_kernel
 from .activations import constants
 from .losses import dloss_of_residual, loss_of_residual
 from .models import backward, forward
+from .constants import ZERO, ONE, DELTA
 
 _REDUCE_BLOCK = 512  # gradient entries per block of the final (parallel, per-entry) reduction
 
@@ -50,8 +51,8 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
     P = theta.shape[0]
     sc_t[0] = B
     nb = sc_t[0]
-    inv_b = c[2] / nb
-    delta = c[4]
+    inv_b = c[ONE] / nb
+    delta = c[DELTA]
     nt = (B + tile - 1) // tile
     nw = min(nt, acts_t.shape[0])
     pred_off = aoff_t[aoff_t.shape[0] - 1]
@@ -68,7 +69,7 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
                 _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
                 continue
             forward(X, idx, s, bt, theta, sizes, woff, boff, aoff_t, act, acts, c)
-            ls = c[0]
+            ls = c[ZERO]
             for r in range(bt):
                 res = acts[pred_off + r] - y[idx[s + r]]
                 ls += loss_of_residual(loss_code, res, delta, cc)
@@ -102,7 +103,7 @@ def _linear_tile(X, y, idx, s, bt, theta, wo, bo, loss_code, c, inv_b, part, P):
     g = part[wo:wo + d]
     b = theta[bo]
     cc = constants(c)
-    c0, delta = c[0], c[4]
+    c0, delta = c[ZERO], c[DELTA]
     for i in range(d):
         g[i] = c0
     gb = c0
@@ -149,7 +150,7 @@ def _linear_tile_loss(X, y, s, bt, theta, wo, bo, loss_code, c):
     w = theta[wo:wo + d]
     b = theta[bo]
     cc = constants(c)
-    c0, delta = c[0], c[4]
+    c0, delta = c[ZERO], c[DELTA]
     ls = c0
     for r in range(s, s + bt):
         x = X[r]
@@ -167,7 +168,7 @@ def tiled_dataset_loss(X, y, idx, theta, model, loss_code, c, big):
     sizes, woff, boff, aoff, act = model
     tile, aoff_t, partials, acts_t, deltas_t, wt_t, rowloss, sc_t, step_rows, loss_rows = big
     n = X.shape[0]
-    delta = c[4]
+    delta = c[DELTA]
     nt = (n + tile - 1) // tile
     nw = min(nt, acts_t.shape[0])
     pred_off = aoff_t[aoff_t.shape[0] - 1]
@@ -175,7 +176,7 @@ def tiled_dataset_loss(X, y, idx, theta, model, loss_code, c, big):
         for k in prange(nt):
             rowloss[k] = _linear_tile_loss(X, y, k * tile, min(tile, n - k * tile), theta, woff[0], boff[0],
                                            loss_code, c)
-        total = c[0]
+        total = c[ZERO]
         for k in range(nt):
             total += rowloss[k]
         sc_t[1] = n
@@ -189,7 +190,7 @@ def tiled_dataset_loss(X, y, idx, theta, model, loss_code, c, big):
             forward(X, idx, s, bt, theta, sizes, woff, boff, aoff_t, act, acts, c)
             for r in range(bt):
                 rowloss[s + r] = loss_of_residual(loss_code, acts[pred_off + r] - y[s + r], delta, cc)
-    total = c[0]
+    total = c[ZERO]
     for r in range(n):
         total += rowloss[r]
     sc_t[1] = n

@@ -66,10 +66,10 @@ def step_scalars(h, lr, t):
 
 
 @element
-def update(i, theta, grad, upd, s, h, sc, coef, vclip):
-    """Parameter i's step; ``sc`` is step_scalars(h, lr, t). Returns the new parameter."""
+def update(i, theta, grad, upd, s, h, scalars, coef, vclip):
+    """Parameter i's step; ``scalars`` is step_scalars(h, lr, t). Returns the new parameter."""
     dt = theta.dtype.type
-    clr, eps, weight_decay = dt(sc[0]), dt(h.eps), dt(h.weight_decay)
+    clr, eps, weight_decay = dt(scalars[0]), dt(h.eps), dt(h.weight_decay)
     p = theta[i]
     g = clipped(grad[i], coef, vclip)
     if weight_decay != 0:
@@ -87,10 +87,10 @@ def update(i, theta, grad, upd, s, h, sc, coef, vclip):
 def step(h, theta, grad, upd, state, lr, t, coef, vclip):
     """One step over the flat vectors; True when every new parameter is finite."""
     s = state_of(state)
-    sc = step_scalars(h, lr, t)
+    scalars = step_scalars(h, lr, t)
     ok = True
     for i in range(theta.shape[0]):
-        if not math.isfinite(update(i, theta, grad, upd, s, h, sc, coef, vclip)):
+        if not math.isfinite(update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
             ok = False
     return ok
 

@@ -95,18 +95,18 @@ def step_scalars(h, lr, t):
     """(lr/(1 − β1ᵗ), √(1 − β2ᵗ), 1 − lr·wd, 1 − β1, 1 − β2) in float64, as torch's Python floats; for
     Keras and scikit-learn the first is their step size lr·√(1 − β2ᵗ)/(1 − β1ᵗ)."""
     if h.flavor != TORCH:
-        return lr * math.sqrt(1.0 - h.beta2 ** t) / (1.0 - h.beta1 ** t), 1.0, 1.0 - lr * h.weight_decay, \
+        return lr * math.sqrt(1.0 - h.beta2 ** t) / (1.0 - h.beta1 ** t), 1.0, 1.0 - lr * h.weight_decay,\
             1.0 - h.beta1, 1.0 - h.beta2
-    return lr / (1.0 - h.beta1 ** t), math.sqrt(1.0 - h.beta2 ** t), 1.0 - lr * h.weight_decay, \
+    return lr / (1.0 - h.beta1 ** t), math.sqrt(1.0 - h.beta2 ** t), 1.0 - lr * h.weight_decay,\
         1.0 - h.beta1, 1.0 - h.beta2
 
 
 @element
-def update(i, theta, grad, upd, s, h, sc, coef, vclip):
-    """Parameter i's step; ``sc`` is step_scalars(h, lr, t). Returns the new parameter."""
+def update(i, theta, grad, upd, s, h, scalars, coef, vclip):
+    """Parameter i's step; ``scalars`` is step_scalars(h, lr, t). Returns the new parameter."""
     dt = theta.dtype.type
-    step_size, bc2_sqrt, shrink, one_minus_beta1, one_minus_beta2 = dt(sc[0]), dt(sc[1]), dt(sc[2]), dt(sc[3]), \
-        dt(sc[4])
+    step_size, bc2_sqrt, shrink = dt(scalars[0]), dt(scalars[1]), dt(scalars[2])
+    one_minus_beta1, one_minus_beta2 = dt(scalars[3]), dt(scalars[4])
     beta2, eps, weight_decay = dt(h.beta2), dt(h.eps), dt(h.weight_decay)
     p_old = theta[i]
     p = p_old
@@ -151,20 +151,20 @@ def update(i, theta, grad, upd, s, h, sc, coef, vclip):
 def step(h, theta, grad, upd, state, lr, t, coef, vclip):
     """One step over the flat vectors; True when every new parameter is finite."""
     s = state_of(state)
-    sc = step_scalars(h, lr, t)
+    scalars = step_scalars(h, lr, t)
     # with and without weight decay as two loops, each with its branch decided when compiled: a
     # run-time test around the store into grad kept the loop from vectorizing
     if h.weight_decay != 0:
-        return _loop(theta, grad, upd, s, h, sc, coef, vclip)
-    return _loop(theta, grad, upd, s, AdamHyper(h.beta1, h.beta2, h.eps, 0.0, h.amsgrad, h.decoupled, h.flavor), sc,
-                 coef, vclip)
+        return _loop(theta, grad, upd, s, h, scalars, coef, vclip)
+    no_decay = AdamHyper(h.beta1, h.beta2, h.eps, 0.0, h.amsgrad, h.decoupled, h.flavor)
+    return _loop(theta, grad, upd, s, no_decay, scalars, coef, vclip)
 
 
 @element
-def _loop(theta, grad, upd, s, h, sc, coef, vclip):
+def _loop(theta, grad, upd, s, h, scalars, coef, vclip):
     ok = True
     for i in range(theta.shape[0]):
-        if not math.isfinite(update(i, theta, grad, upd, s, h, sc, coef, vclip)):
+        if not math.isfinite(update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
             ok = False
     return ok
 

@@ -85,11 +85,11 @@ def step_scalars(h, lr, t):
 
 
 @element
-def update(i, theta, grad, upd, s, h, sc, coef, vclip):
-    """Parameter i's step; ``sc`` is step_scalars(h, lr, t). grad[i] keeps g + wd·p (the gradient as the
+def update(i, theta, grad, upd, s, h, scalars, coef, vclip):
+    """Parameter i's step; ``scalars`` is step_scalars(h, lr, t). grad[i] keeps g + wd·p (the gradient as the
     optimizer saw it, before clipping). Returns the new parameter."""
     dt = theta.dtype.type
-    lr, one_minus_dampening, first = dt(sc[0]), dt(sc[1]), sc[2]
+    lr, one_minus_dampening, first = dt(scalars[0]), dt(scalars[1]), scalars[2]
     momentum, weight_decay = dt(h.momentum), dt(h.weight_decay)
     p = theta[i]
     g = clipped(grad[i], coef, vclip)
@@ -124,10 +124,10 @@ def step(h, theta, grad, upd, state, lr, t, coef, vclip):
     """One step over the flat vectors (t: torch's 1-based step count); True when every new parameter is
     finite."""
     s = state_of(state)
-    sc = step_scalars(h, lr, t)
+    scalars = step_scalars(h, lr, t)
     ok = True
     for i in range(theta.shape[0]):
-        if not math.isfinite(update(i, theta, grad, upd, s, h, sc, coef, vclip)):
+        if not math.isfinite(update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
             ok = False
     return ok
 
