@@ -2,18 +2,18 @@
 
 Every competitor trains the same workload in this one process; the table reports µs per
 optimizer step (best of 3 repeats, wall time around the whole training call divided by the
-number of steps) and ratios against minireg. Workloads W5/W6 are also compared with a
+number of steps) and ratios against minireg. Workloads linear-1M-full and mlp64-200k-full are also compared with a
 "floor": one pass over X at the measured memory-copy bandwidth, and the step's FLOPs at the
 measured matmul throughput.
 
     python benchmarks/bench_engine.py                      # full run (a few minutes on 2 cores)
-    python benchmarks/bench_engine.py --quick --only W1,W4
+    python benchmarks/bench_engine.py --quick --only linear-full,mlp64-batch32
     python benchmarks/bench_engine.py --markdown benchmarks/RESULTS.md   # also append markdown
 
 The number of epochs per measurement is calibrated per competitor (timeit-style autorange) so
 that one measurement takes about TARGET_S seconds (--quick: a fifth of that), within each
-workload's [min_epochs, max_epochs] (--quick: min_epochs is 1). The slow W5/W6 runs are bounded
-below by min_epochs, so they dominate the run time.
+workload's [min_epochs, max_epochs] (--quick: min_epochs is 1). The slow linear-1M-full and
+mlp64-200k-full runs are bounded below by min_epochs, so they dominate the run time.
 """
 import argparse
 import datetime
@@ -103,19 +103,19 @@ class Workload:
 
 
 WORKLOADS = (
-    Workload("W1", "linear N=100 d=1 full-batch SGD f64", 100, 1, lr=0.1),
-    Workload("W2", "MLP 1-10-1 relu Adam N=100 full-batch f64", 100, 1, (10,), "relu", "adam", 0.01),
-    Workload("W2t", "MLP 1-10-1 tanh Adam N=100 full-batch f64", 100, 1, (10,), "tanh", "adam", 0.01),
-    Workload("W3a", "linear N=10k d=10 SGD batch 32 f64", 10_000, 10, lr=0.01, batch_size=32),
-    Workload("W3b", "linear N=10k d=10 SGD batch 1 f64", 10_000, 10, lr=0.01, batch_size=1),
-    Workload("W4", "MLP 10-64-64-1 relu Adam batch 32 N=10k f64", 10_000, 10, (64, 64), "relu", "adam",
+    Workload("linear-full", "linear N=100 d=1 full-batch SGD f64", 100, 1, lr=0.1),
+    Workload("mlp-relu-full", "MLP 1-10-1 relu Adam N=100 full-batch f64", 100, 1, (10,), "relu", "adam", 0.01),
+    Workload("mlp-tanh-full", "MLP 1-10-1 tanh Adam N=100 full-batch f64", 100, 1, (10,), "tanh", "adam", 0.01),
+    Workload("linear-batch32", "linear N=10k d=10 SGD batch 32 f64", 10_000, 10, lr=0.01, batch_size=32),
+    Workload("linear-batch1", "linear N=10k d=10 SGD batch 1 f64", 10_000, 10, lr=0.01, batch_size=1),
+    Workload("mlp64-batch32", "MLP 10-64-64-1 relu Adam batch 32 N=10k f64", 10_000, 10, (64, 64), "relu", "adam",
              1e-3, batch_size=32),
-    Workload("W5", "linear N=1M d=100 full-batch SGD f32", 1_000_000, 100, lr=0.1, dtype="float32",
+    Workload("linear-1M-full", "linear N=1M d=100 full-batch SGD f32", 1_000_000, 100, lr=0.1, dtype="float32",
              min_epochs=3, max_epochs=20),
-    Workload("W6", "MLP 20-64-64-1 relu Adam N=200k full-batch f32", 200_000, 20, (64, 64), "relu",
+    Workload("mlp64-200k-full", "MLP 20-64-64-1 relu Adam N=200k full-batch f32", 200_000, 20, (64, 64), "relu",
              "adam", 1e-3, dtype="float32", min_epochs=2, max_epochs=20),
 )
-FLOOR_WORKLOADS = ("W5", "W6")
+FLOOR_WORKLOADS = ("linear-1M-full", "mlp64-200k-full")
 
 
 def make_data(wl, seed=0):
@@ -334,8 +334,8 @@ NOTES = [
     "slicing; numpy: minireg.reference, the same training in plain NumPy (torch init, torch SGD/Adam formulas).",
     "sklearn semantics differ: MLPRegressor minimises ½·MSE with Glorot init (per step = one "
     "minibatch update); SGDRegressor(squared_error) minimises ½·(y−p)² per sample with its own "
-    "intercept update (W3b only). n/a: no equivalent estimator.",
-    "floor (W5/W6): max(one pass over X at the copy bandwidth, FLOPs/step at the better measured "
+    "intercept update (linear-batch1 only). n/a: no equivalent estimator.",
+    "floor (the two large workloads): max(one pass over X at the copy bandwidth, FLOPs/step at the better measured "
     "matmul FLOP/s); % of floor = floor ÷ measured µs/step. minireg is single-threaded; the floor is not.",
 ]
 
@@ -409,7 +409,7 @@ def report(results, env, bandwidth, flops_all, flops_1t, quick):
              + (" [--quick]" if quick else "")]
     tables = [("per-step time", main_rows(results)), ("steps timed per repeat", steps_rows(results))]
     if any(wl.key in FLOOR_WORKLOADS for wl, _ in results):
-        tables.append(("floor (W5/W6)", floor_rows(results, bandwidth, flops)))
+        tables.append(("floor (large workloads)", floor_rows(results, bandwidth, flops)))
     text = "\n".join(env + extra) + "\n"
     md = ("\n## bench_engine " + env[0].split(": ", 1)[1] + "\n\n"
           + "\n".join(f"- {line}" for line in env + extra) + "\n")
@@ -426,16 +426,15 @@ def report(results, env, bandwidth, flops_all, flops_1t, quick):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="about 5x fewer steps per measurement")
-    ap.add_argument("--only", help="comma-separated workload keys, e.g. W1,W4 (W3 selects W3a and W3b)")
+    ap.add_argument("--only", help="comma-separated workload keys, e.g. linear-full,mlp64-batch32")
     ap.add_argument("--markdown", metavar="FILE", help="append the results as markdown to FILE")
     args = ap.parse_args(argv)
 
     selected = WORKLOADS
     if args.only:
-        keys = {k.strip().upper() for k in args.only.split(",") if k.strip()}
-        names = {wl.key: {wl.key.upper(), wl.key.upper().rstrip("AB")} for wl in WORKLOADS}
-        selected = [wl for wl in WORKLOADS if names[wl.key] & keys]
-        unknown = keys - set().union(*names.values())
+        keys = {k.strip() for k in args.only.split(",") if k.strip()}
+        selected = [wl for wl in WORKLOADS if wl.key in keys]
+        unknown = keys - {wl.key for wl in WORKLOADS}
         if unknown or not selected:
             ap.error(f"unknown workload(s) {sorted(unknown)}; choose from {[wl.key for wl in WORKLOADS]}")
     target = TARGET_S / 5 if args.quick else TARGET_S

@@ -1,7 +1,7 @@
 """Instructions per optimizer step of minireg's CPU loop, counted by valgrind's callgrind.
 
-    python benchmarks/count_instructions.py              # W1, W2, W3b, W4
-    python benchmarks/count_instructions.py --only W2
+    python benchmarks/count_instructions.py              # linear-full, mlp-relu-full, linear-batch1, mlp64-batch32
+    python benchmarks/count_instructions.py --only mlp-relu-full
     python benchmarks/count_instructions.py --trace      # the same runs with trace=True
 
 Wall-clock timings on a shared VM move by 20-50% between runs; instruction counts do not (the same
@@ -28,12 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 # (key, train() keyword arguments, rows, features, epochs E1, E2)
 WORKLOADS = {
-    "W1": (dict(optimizer="sgd", lr=0.1), 100, 1, 10, 20_010),
-    "W2": (dict(model="mlp", hidden=(10,), activation="relu", optimizer="adam", lr=0.01), 100, 1, 10, 20_010),
+    "linear-full": (dict(optimizer="sgd", lr=0.1), 100, 1, 10, 20_010),
+    "mlp-relu-full": (dict(model="mlp", hidden=(10,), activation="relu", optimizer="adam", lr=0.01), 100, 1, 10,
+                      20_010),
     # from 2 epochs, so that with --trace both runs are big enough (> 4 MB of trace) to start the
     # page-faulting helper thread: its one-off start-up then cancels out too
-    "W3b": (dict(optimizer="sgd", lr=0.01, batch_size=1), 10_000, 10, 2, 4),
-    "W4": (dict(model="mlp", hidden=(64, 64), activation="relu", optimizer="adam", lr=1e-3, batch_size=32),
+    "linear-batch1": (dict(optimizer="sgd", lr=0.01, batch_size=1), 10_000, 10, 2, 4),
+    "mlp64-batch32": (dict(model="mlp", hidden=(64, 64), activation="relu", optimizer="adam", lr=1e-3, batch_size=32),
            10_000, 10, 1, 3),
 }
 
@@ -53,10 +54,10 @@ print("STEPS", r.n_steps)
 
 
 # Python randomizes str hashes per process, which moves the instructions of its start-up and
-# imports by millions from run to run: W3b's per-step figure moved by over 100 between two runs of
+# imports by millions from run to run: linear-batch1's per-step figure moved by over 100 between two runs of
 # one commit. A fixed seed gives every run the same start-up work.
 # BLAS thread pools spin while they wait for work, and under valgrind how long they spin is up to
-# its thread scheduling: W3b's figure moved between 1,028 and 3,721 across runs of one commit with
+# its thread scheduling: linear-batch1's figure moved between 1,028 and 3,721 across runs of one commit with
 # them. One thread each removes them.
 _ENV = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1"}

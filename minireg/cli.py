@@ -613,8 +613,8 @@ def cmd_demo(args):
 
 
 _BENCH = (  # key, label, n, d, hidden, optimizer, lr, batch_size
-    ("W1", "linear N=100 d=1 full-batch SGD", 100, 1, (), "sgd", 0.1, None),
-    ("W4", "MLP 10-64-64-1 relu Adam batch 32 N=10k", 10_000, 10, (64, 64), "adam", 1e-3, 32),
+    ("linear-full", "linear N=100 d=1 full-batch SGD", 100, 1, (), "sgd", 0.1, None),
+    ("mlp64-batch32", "MLP 10-64-64-1 relu Adam batch 32 N=10k", 10_000, 10, (64, 64), "adam", 1e-3, 32),
 )
 _BENCH_TRACE_BYTES = 256 * 2**20  # a traced measurement records at most this much
 

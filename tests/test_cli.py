@@ -164,9 +164,9 @@ def test_demo_default_keeps_the_readme_demo_and_lists_cases(capsys):
 def test_bench_quick(capsys):
     code, out, _ = run(capsys, "bench", "--quick")
     assert code == 0
-    assert "W1 linear N=100 d=1 full-batch SGD" in out and "W4 MLP 10-64-64-1" in out
+    assert "linear-full linear N=100 d=1 full-batch SGD" in out and "mlp64-batch32 MLP 10-64-64-1" in out
     assert "numpy/minireg" in out and "+trace" in out and "benchmarks/" in out
-    row = next(line for line in out.splitlines() if line.strip().startswith("W1"))
+    row = next(line for line in out.splitlines() if line.strip().startswith("linear-full"))
     numbers = [float(v) for v in row.split()[-4:-1]]
     assert all(v > 0 for v in numbers)
 
@@ -261,7 +261,7 @@ def test_bench_cuda_column_when_a_gpu_is_there(capsys, monkeypatch):
     assert code == 0
     header = next(line for line in out.splitlines() if "workload" in line)
     assert header.split()[-1] == "cuda" and "cuda: not measured" not in out
-    w1 = next(line for line in out.splitlines() if line.strip().startswith("W1"))
+    w1 = next(line for line in out.splitlines() if line.strip().startswith("linear-full"))
     assert w1.split()[-5:] == ["2", "2", "2", "1.0x", "2"]
 
 
