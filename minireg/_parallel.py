@@ -16,9 +16,9 @@ import numba
 import numpy as np
 
 TILE = 256
-# set conservatively from benchmarks/bench_scale.py --only threshold on the (busy) 2-core VM: the
-# linear model's tiles beat the row loop from 256 rows on (1.3-2.9x, they vectorize), an MLP's
-# only from about 1,024 rows of 5,569 parameters on, and not clearly while the other core is busy
+# where the tiles start to beat the row loop, set conservatively from benchmarks/bench_scale.py
+# --only threshold (RESULTS.md): the linear model's from a few hundred rows, an MLP's from about a
+# thousand rows of a few thousand parameters
 STEP_WORK = 1 << 18
 LOSS_WORK = 1 << 17
 

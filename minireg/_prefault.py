@@ -2,10 +2,8 @@
 
 A full trace is written row by row into freshly allocated memory, and the first write to each page
 costs a page fault: the OS finds a page (with numpy's huge-page advice on large arrays, possibly
-compacting memory for it) and zeroes it. On the 2-core VM of benchmarks/RESULTS.md that is most of
-what tracing costs: a traced W4 step took 396 µs against 138 µs untraced (2 page faults a step,
-huge pages), 260-272 µs without the huge-page advice (48 faults a step), and about 170 µs whenever
-the memory was ready.
+compacting memory for it) and zeroes it. That is most of what tracing costs (benchmarks/RESULTS.md
+has the measurements).
 
 The training kernel runs on one core with the GIL released. While it does, a helper thread asks the
 kernel to populate the pages of the rows that call will write (``madvise(MADV_POPULATE_WRITE)``,

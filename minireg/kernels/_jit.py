@@ -57,8 +57,8 @@ def element(fn):
     """A small function called once per element or row inside the loops (an activation, a loss
     term, one parameter's optimizer update): like ``kernel``, and inlined by numba into every
     caller (``inline="always"``). A call between two separately compiled numba functions stays a
-    real call that LLVM does not inline, with every array argument passed as a struct: SGD's step
-    over W2's 31 parameters ran many times slower with a call per parameter than inlined."""
+    real call that LLVM does not inline, with every array argument passed as a struct: a call per
+    parameter would cost more than the update itself."""
     return drop_stale_cache(
         njit(**_OPTIONS, inline="always")(fn))
 

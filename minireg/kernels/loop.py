@@ -117,7 +117,7 @@ def dataset_loss(X, y, theta, model, loss_code, c, work, chunk):
 @kernel
 def _sq_norm(v, c):
     """Σ v[i]², as four partial sums over i mod 4, then (s0 + s1) + (s2 + s3): one chain of adds
-    waits for each add (W4's 4,929 parameters: 4.7 µs a norm), four run side by side (1.3 µs)."""
+    waits for each add, four run side by side."""
     s0 = s1 = s2 = s3 = c[ZERO]
     n4 = v.shape[0] - v.shape[0] % 4
     for i in range(0, n4, 4):

@@ -14,7 +14,7 @@ Backward, for each layer from the last:  gW = A_prevᵀ·Δ,  gb = Σ_rows Δ,
 Every product is written as row updates ``out[r, :] += s · M[i, :]`` over contiguous slices: that
 form vectorizes without reassociating any sum, so results do not depend on the SIMD width. Each
 layer works on slice views of the flat buffers (indexing views from 0 lets numba drop its
-negative-index checks, which otherwise block vectorization: measured 10x on a 64x64 layer).
+negative-index checks, which otherwise block vectorization).
 
 The rows of a batch are taken four at a time (``_rows_by_four``, ``_grads_by_four``): each weight
 and each gradient entry is loaded once for four row updates, and an output layer's four dot
