@@ -499,7 +499,7 @@ def allocate(s, data, previous, resumed_changes):
         state = np.array(cont.state[:optim.n_state(s.optimizer)], s.dtype, copy=True)
     else:
         state = np.zeros((optim.n_state(s.optimizer), data.P), s.dtype)
-        optim.BY_NAME[s.optimizer].initial_state(opt, state)
+        optim.initial_state(s.optimizer, opt, state)
     work = (np.zeros(nacts, s.dtype), np.zeros(nacts, s.dtype), np.zeros(data.P, s.dtype), np.zeros(data.P, s.dtype),
             np.zeros(data.P, s.dtype), np.zeros(4, s.dtype), np.arange(max(data.n, data.Xv.shape[0]), dtype=np.int64),
             np.zeros(max(a * b for a, b in itertools.pairwise(s.layout.sizes)), s.dtype))

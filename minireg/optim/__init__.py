@@ -9,13 +9,16 @@ A module holds its names and defaults (``NAMES``, ``DEFAULTS``, ``LIMITS``), its
 typed named tuple (``Hyper``, made by ``hyper(name, values)``), its named state (``State``: the rows of
 the (rows, P) state array; ``state_rows(h)`` those a configuration uses, ``initial_state`` their
 start), the update of one parameter in the textbook's order (``update``; the CUDA backend compiles
-this same function as a device function), its float64 step scalars (``step_scalars``), the loop over
-the flat parameter vector (``step``) and the formula that ``explain`` prints (``explain``).
+this same function as a device function), its float64 step scalars (``step_scalars``) and the
+formula that ``explain`` prints (``explain``). ``optimizer_step`` below runs ``update`` over the
+flat parameter vector (a module may bring its own ``step`` loop instead).
 
 ``optimizer_step(h, ...)`` runs the step of h's optimizer; compiled, the choice is made once, from h's
 type, when numba compiles the training loop. Adding an optimizer is one module and one entry in
 ``MODULES``.
 """
+import math
+
 from numba.core import types
 from numba.extending import overload
 
@@ -36,18 +39,46 @@ def module_of(h):
 
 
 def optimizer_step(h, theta, grad, upd, state, lr, t, coef, vclip):
-    """One step of h's optimizer over the flat vectors (t: torch's 1-based step count); True when every
-    new parameter is finite."""
-    return module_of(h).step(h, theta, grad, upd, state, lr, t, coef, vclip)
+    """One step of h's optimizer over the flat vectors (t: torch's 1-based step count): each parameter's
+    ``update`` in turn, with the step's ``step_scalars``; True when every new parameter is finite. A
+    module may have a ``step`` of its own (Adam's compiles one loop with and one without weight decay)."""
+    module = module_of(h)
+    if hasattr(module, "step"):
+        return module.step(h, theta, grad, upd, state, lr, t, coef, vclip)
+    s, scalars, ok = module.state_of(state), module.step_scalars(h, lr, t), True
+    for i in range(theta.shape[0]):
+        if not math.isfinite(module.update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
+            ok = False
+    return ok
 
 
 @overload(optimizer_step)
 def _optimizer_step_compiled(h, theta, grad, upd, state, lr, t, coef, vclip):
+    """What numba compiles for optimizer_step: chosen once, from h's type."""
     module = _BY_HYPER.get(getattr(h, "instance_class", None)) if isinstance(h, types.BaseNamedTuple) else None
     if module is None:
         return None
-    step = module.step
-    return lambda h, theta, grad, upd, state, lr, t, coef, vclip: step(h, theta, grad, upd, state, lr, t, coef, vclip)
+    if hasattr(module, "step"):
+        own = module.step
+        return lambda h, theta, grad, upd, state, lr, t, coef, vclip: own(h, theta, grad, upd, state, lr, t, coef,
+                                                                          vclip)
+    state_of, step_scalars, update = module.state_of, module.step_scalars, module.update
+
+    def step(h, theta, grad, upd, state, lr, t, coef, vclip):
+        s, scalars, ok = state_of(state), step_scalars(h, lr, t), True
+        for i in range(theta.shape[0]):
+            if not math.isfinite(update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
+                ok = False
+        return ok
+    return step
+
+
+def initial_state(optimizer, h, state):
+    """Fill the state array before the first step: zeros, unless the module starts it otherwise
+    (Adagrad's initial_accumulator_value)."""
+    start = getattr(BY_NAME[optimizer], "initial_state", None)
+    if start is not None:
+        start(h, state)
 
 
 def hyper(optimizer, values, flavor="torch"):

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._common import TORCH, Real, clipped, element, kernel
+from ._common import TORCH, Real, clipped, element
 
 NAMES = ("adagrad",)
 DEFAULTS = {"adagrad": {"lr_decay": 0.0, "weight_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10}}
@@ -81,18 +81,6 @@ def update(i, theta, grad, upd, s, h, scalars, coef, vclip):
     theta[i] = p_new
     upd[i] = p_new - p
     return p_new
-
-
-@kernel
-def step(h, theta, grad, upd, state, lr, t, coef, vclip):
-    """One step over the flat vectors; True when every new parameter is finite."""
-    s = state_of(state)
-    scalars = step_scalars(h, lr, t)
-    ok = True
-    for i in range(theta.shape[0]):
-        if not math.isfinite(update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
-            ok = False
-    return ok
 
 
 def explain(v):

@@ -81,10 +81,6 @@ def state_rows(h):
     return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if h.amsgrad else ())
 
 
-def initial_state(h, state):
-    """Every row starts at 0."""
-
-
 @element
 def state_of(state):
     return AdamState(state[0], state[1], state[2])

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._common import KERAS, TORCH, Real, clipped, element, kernel
+from ._common import KERAS, TORCH, Real, clipped, element
 
 NAMES = ("rmsprop",)
 DEFAULTS = {"rmsprop": {"alpha": 0.99, "eps": 1e-8, "centered": False, "momentum": 0.0, "weight_decay": 0.0}}
@@ -62,10 +62,6 @@ def hyper(name, values, flavor=TORCH):
 def state_rows(h):
     """The state rows this configuration uses."""
     return ("square_avg",) + (("grad_avg",) if h.centered else ()) + (("momentum_buffer",) if h.momentum > 0 else ())
-
-
-def initial_state(h, state):
-    """Every row starts at 0."""
 
 
 @element
@@ -124,18 +120,6 @@ def update(i, theta, grad, upd, s, h, scalars, coef, vclip):
     theta[i] = p_new
     upd[i] = p_new - p
     return p_new
-
-
-@kernel
-def step(h, theta, grad, upd, state, lr, t, coef, vclip):
-    """One step over the flat vectors; True when every new parameter is finite."""
-    s = state_of(state)
-    scalars = step_scalars(h, lr, t)
-    ok = True
-    for i in range(theta.shape[0]):
-        if not math.isfinite(update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
-            ok = False
-    return ok
 
 
 def explain(v):

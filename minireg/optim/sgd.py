@@ -18,12 +18,11 @@ the same as torch's while lr is constant, not under a schedule. Neither has damp
 weight decay is decoupled and scikit-learn's is its L2 ``alpha`` (train's ``l2``), so both refuse
 ``dampening`` and ``weight_decay`` here.
 """
-import math
 from typing import NamedTuple
 
 import numpy as np
 
-from ._common import TORCH, Real, clipped, element, kernel
+from ._common import TORCH, Real, clipped, element
 
 NAMES = ("sgd",)
 DEFAULTS = {"sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}}
@@ -66,10 +65,6 @@ def hyper(name, values, flavor=TORCH):
 def state_rows(h):
     """The state rows this configuration uses."""
     return ("momentum_buffer",) if h.momentum != 0 else ()
-
-
-def initial_state(h, state):
-    """State before the first step: the buffer is set from g on step 1, so nothing to fill."""
 
 
 @element
@@ -117,19 +112,6 @@ def update(i, theta, grad, upd, s, h, scalars, coef, vclip):
     theta[i] = p_new
     upd[i] = p_new - p
     return p_new
-
-
-@kernel
-def step(h, theta, grad, upd, state, lr, t, coef, vclip):
-    """One step over the flat vectors (t: torch's 1-based step count); True when every new parameter is
-    finite."""
-    s = state_of(state)
-    scalars = step_scalars(h, lr, t)
-    ok = True
-    for i in range(theta.shape[0]):
-        if not math.isfinite(update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
-            ok = False
-    return ok
 
 
 def explain(v):
