@@ -16,10 +16,10 @@ from . import _parallel, _prepare, _validate as V
 from ._prefault import Prefault
 from .controls import EarlyStopping, Plateau, Scaler, epoch_lrs, split_validation
 from . import optim
-from .kernels import activations, batch1, losses
+from .kernels import activations, losses
 from .kernels.constants import run_constants
 from .kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, CD_L2, N_CONTROLS, COL_GRAD_NORM, COL_PARAM_NORM,\
-    COL_UPDATE_NORM, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF, train_epochs
+    COL_UPDATE_NORM, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF, batch1_eligible, train_epochs
 from .layout import Layout, init_params
 from .result import TrainResult
 from .resume import Checkpointer, Continuation, Interrupt, output_path, previous_run, resume_arguments
@@ -560,7 +560,7 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
         ctx = cuda.Context()
         run_epochs = lambda *args: cuda.train_epochs_cuda(ctx, *args)  # noqa: E731
     else:
-        one_row = True if batch1.eligible(s, data.bs, data.n, buf.power) else None
+        one_row = True if batch1_eligible(s, data.bs, data.n, buf.power) else None
         run_epochs = _parallel.on_threads(train_epochs, n_threads, big, one_row)
     t = buf.cont.t if buf.cont is not None else 0
     t_first = t

@@ -1,4 +1,5 @@
-"""Batch-1 SGD on the linear model (kernels/batch1.py) gives the general loop's results bit for bit.
+"""Batch-1 SGD on the linear model (the batch-1 section of kernels/loop.py) gives the general
+loop's results bit for bit.
 
 A traced run takes the general loop (the fast path runs untraced runs only), so an untraced run and
 the same run traced must agree exactly: parameters, history, divergence and where it stopped.

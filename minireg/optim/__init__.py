@@ -10,18 +10,12 @@ typed named tuple (``Hyper``, made by ``hyper(name, values)``), its named state 
 the (rows, P) state array; ``state_rows(h)`` those a configuration uses, ``initial_state`` their
 start), the update of one parameter in the textbook's order (``update``; the CUDA backend compiles
 this same function as a device function), its float64 step scalars (``step_scalars``) and the
-formula that ``explain`` prints (``explain``). ``optimizer_step`` below runs ``update`` over the
-flat parameter vector (a module may bring its own ``step`` loop instead).
+formula that ``explain`` prints (``explain``). The training loop's ``optimizer_step``
+(kernels/loop.py) runs ``update`` over the flat parameter vector (a module may bring its own
+``step`` loop instead), choosing the module from h's type when numba compiles.
 
-``optimizer_step(h, ...)`` runs the step of h's optimizer; compiled, the choice is made once, from h's
-type, when numba compiles the training loop. Adding an optimizer is one module and one entry in
-``MODULES``.
+Adding an optimizer is one module and one entry in ``MODULES``.
 """
-import math
-
-from numba.core import types
-from numba.extending import overload
-
 from . import adagrad, adam, rmsprop, sgd
 from ._common import FLAVORS
 
@@ -30,47 +24,12 @@ BY_NAME = {name: module for module in MODULES for name in module.NAMES}
 NAMES = tuple(BY_NAME)
 DEFAULTS = {name: dict(module.DEFAULTS[name]) for name, module in BY_NAME.items()}
 ADAPTIVE = tuple(name for name, module in BY_NAME.items() if module.ADAPTIVE)
-_BY_HYPER = {module.Hyper: module for module in MODULES}
+BY_HYPER = {module.Hyper: module for module in MODULES}
 
 
 def module_of(h):
     """The optimizer module of a Hyper tuple."""
-    return _BY_HYPER[type(h)]
-
-
-def optimizer_step(h, theta, grad, upd, state, lr, t, coef, vclip):
-    """One step of h's optimizer over the flat vectors (t: torch's 1-based step count): each parameter's
-    ``update`` in turn, with the step's ``step_scalars``; True when every new parameter is finite. A
-    module may have a ``step`` of its own (Adam's compiles one loop with and one without weight decay)."""
-    module = module_of(h)
-    if hasattr(module, "step"):
-        return module.step(h, theta, grad, upd, state, lr, t, coef, vclip)
-    s, scalars, ok = module.state_of(state), module.step_scalars(h, lr, t), True
-    for i in range(theta.shape[0]):
-        if not math.isfinite(module.update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
-            ok = False
-    return ok
-
-
-@overload(optimizer_step)
-def _optimizer_step_compiled(h, theta, grad, upd, state, lr, t, coef, vclip):
-    """What numba compiles for optimizer_step: chosen once, from h's type."""
-    module = _BY_HYPER.get(getattr(h, "instance_class", None)) if isinstance(h, types.BaseNamedTuple) else None
-    if module is None:
-        return None
-    if hasattr(module, "step"):
-        own = module.step
-        return lambda h, theta, grad, upd, state, lr, t, coef, vclip: own(h, theta, grad, upd, state, lr, t, coef,
-                                                                          vclip)
-    state_of, step_scalars, update = module.state_of, module.step_scalars, module.update
-
-    def step(h, theta, grad, upd, state, lr, t, coef, vclip):
-        s, scalars, ok = state_of(state), step_scalars(h, lr, t), True
-        for i in range(theta.shape[0]):
-            if not math.isfinite(update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
-                ok = False
-        return ok
-    return step
+    return BY_HYPER[type(h)]
 
 
 def initial_state(optimizer, h, state):
