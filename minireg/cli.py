@@ -25,7 +25,9 @@ import numpy as np
 from . import datasets, optim
 from ._version import __version__
 from .io import load
+from .layout import n_params
 from .reference import train_reference
+from .trace import row_bytes
 from .train import DivergenceWarning, train
 
 PROG = "minireg"
@@ -686,10 +688,9 @@ def cmd_bench(args):
         X, y = _bench_data(n, d, hidden)
         sizes = (d, *hidden, 1)
         steps_per_epoch = -(-n // (bs or n))
-        P = sum(sizes[k] * sizes[k + 1] + sizes[k + 1] for k in range(len(sizes) - 1))
-        state_rows = 2 if optimizer == "adam" else 0
-        row_bytes = 16 + 6 * 8 + (3 + state_rows) * P * 8
-        traced_max = max(1, _BENCH_TRACE_BYTES // (row_bytes * steps_per_epoch))
+        hparams = optim.DEFAULTS[optimizer]
+        bytes_per_row = row_bytes(True, n_params(sizes), len(optim.state_rows(optimizer, hparams)), 8)
+        traced_max = max(1, _BENCH_TRACE_BYTES // (bytes_per_row * steps_per_epoch))
         kw = dict(model="mlp" if hidden else "linear", hidden=hidden or (10,), activation="relu",
                   optimizer=optimizer, lr=lr, batch_size=bs, progress=False, trace_budget=2 * _BENCH_TRACE_BYTES)
 

@@ -290,7 +290,7 @@ def resolve(X, y, *, model, hidden, activation, loss, delta, optimizer, lr, epoc
         if defaults is None:
             offered = [o for o in V.OPTIMIZERS if optim.flavor_defaults(o, flavor) is not None]
             raise ValueError(f"flavor={flavor!r} has no optimizer={optimizer!r}; it offers {offered}.")
-        lr = defaults["lr"] if "lr" not in given else lr
+        lr = defaults["lr"] if lr is None else lr
         optimizer_hparams = {**{k: v for k, v in defaults.items() if k != "lr"}, **optimizer_hparams}
         if flavor == "sklearn":
             loss = "squared_error" if "loss" not in given else loss

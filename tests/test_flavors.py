@@ -136,3 +136,9 @@ def test_explain_writes_out_each_flavors_rule_bit_for_bit(kw):
     assert ("velocity" in text) if kw["optimizer"] == "sgd" else True
     assert ("inside the root" in text or "centered" in text) if kw["optimizer"] == "rmsprop" else True
     assert ("lr_t = lr·√(1 − β2ᵗ)/(1 − β1ᵗ)" in text) if kw["optimizer"].startswith("adam") else True
+
+
+def test_lr_none_is_the_flavors_default():
+    assert minireg.train(X, Y, epochs=1, lr=None).config["lr"] == 0.01
+    assert minireg.train(X, Y, epochs=1, lr=None, optimizer="rmsprop", flavor="keras").config["lr"] == 0.001
+    assert minireg.train(X, Y, epochs=1, optimizer="adam", flavor="sklearn").config["lr"] == 0.001

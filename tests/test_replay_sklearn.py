@@ -126,3 +126,25 @@ def test_the_readme_example_replays_and_verifies_its_fix(capsys):
     assert "fit() itself: n_iter_=35" in out
     assert "reproduces the traced update bit for bit" in out
     assert "unscaled_features" in out and "verified: re-ran with it" in out
+
+
+def test_arguments_that_would_change_the_run_are_refused_by_name():
+    X, y = np.zeros((10, 2)), np.zeros(10)
+    with pytest.raises(ValueError, match="epochs=: set the estimator's max_iter"):
+        minireg.replay(MLPRegressor(random_state=0), X, y, epochs=5)
+    with pytest.raises(ValueError, match="validation_split=: fit\\(\\)'s validation_split is not replayed"):
+        minireg.replay(MLPRegressor(random_state=0), X, y, validation_split=0.2)
+    from minireg.frameworks import _check_overrides
+    with pytest.raises(ValueError, match="shuffle=: the framework's own shuffles.*seed=: the run starts"):
+        _check_overrides("keras.src.models.sequential.Sequential", {"shuffle": True, "seed": 3, "epochs": 2})
+    _check_overrides("torch.nn.modules.container.Sequential", {"epochs": 2, "batch_size": 4, "trace": True})
+
+
+def test_an_sgd_regressor_replay_past_scikit_learns_gradient_clip_warns_and_shows_eta0():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3)) * [100.0, 5000.0, 1.0]
+    y = X @ [1.0, 2.0, 3.0]
+    with pytest.warns(RuntimeWarning, match="MAX_DLOSS"):
+        r = minireg.replay(SGDRegressor(shuffle=False, max_iter=50, tol=None, eta0=0.1, learning_rate="constant"),
+                           X, y)
+    assert r.config["lr"] == 0.1

@@ -29,6 +29,7 @@ order given (``order=``) and the epoch's learning rate; the returned TrainResult
 ``loss_curve_``, ``best_loss_``, ``validation_scores_``, ``best_validation_score_``).
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -218,7 +219,7 @@ def replay_sgd(params, X, y, **overrides):
         else:
             etas = np.full(n, eta)
         if result is None:
-            result = train(X64, y64, epochs=1, step_lrs=etas, shuffle=False, **first)
+            result = train(X64, y64, epochs=1, lr=eta0, step_lrs=etas, shuffle=False, **first)
         else:
             result = train(X64, y64, resume=result, epochs=1, step_lrs=etas)
         t += n
@@ -240,6 +241,12 @@ def replay_sgd(params, X, y, **overrides):
             else:
                 break
     n_iter = len(objectives)
+    if result.diverged or (result.trace is not None and len(result.trace)
+                           and float(np.nanmax(result.trace.grad_norm)) > 1e12):
+        warnings.warn("this SGDRegressor run reaches gradients beyond 1e12, where scikit-learn clips the loss's "
+                      "derivative to ±1e12 (MAX_DLOSS) and minireg does not: from there the replay is not "
+                      "scikit-learn's run. Scale the features (StandardScaler) or lower eta0.", RuntimeWarning,
+                      stacklevel=3)
     # what the diagnosis re-runs to verify a fix: the whole run as one minireg call, with eta0 (and
     # power_t for invscaling) as minireg's schedule
     whole = {**first, "epochs": max(n_iter, 1), "lr": eta0, "shuffle": False,
