@@ -2,6 +2,7 @@
 
     python benchmarks/bench_compile.py            # a float64 linear run, an MLP run, a float32 run
     python benchmarks/bench_compile.py --repeats 2
+    python benchmarks/bench_compile.py --only "linear float64 large"
 
 Each case runs in a fresh subprocess with an empty NUMBA_CACHE_DIR (so nothing is loaded from
 disk) and reports train()'s own ``compile_seconds`` next to the wall time of the first call and
@@ -24,8 +25,9 @@ t0 = time.perf_counter()
 import numpy as np, minireg
 t_import = time.perf_counter() - t0
 rng = np.random.default_rng(0)
-X = rng.standard_normal((200, 3)); y = X @ np.ones(3)
 kw = {kw}
+n, d = kw.pop("shape", (200, 3))
+X = rng.standard_normal((n, d)); y = X @ np.ones(d)
 t0 = time.perf_counter(); r = minireg.train(X, y, epochs=2, **kw); first = time.perf_counter() - t0
 t0 = time.perf_counter(); minireg.train(X, y, epochs=2, **kw); second = time.perf_counter() - t0
 print(f"RESULT {{t_import:.2f}} {{first:.2f}} {{r.compile_seconds:.2f}} {{second:.3f}}")
@@ -35,6 +37,8 @@ CASES = {
     "linear float64": "dict()",
     "mlp float64 adam": "dict(model='mlp', hidden=(8,), optimizer='adam', batch_size=32)",
     "linear float32": "dict(dtype='float32')",
+    # 2**20 values or more: the one-pass check of X, and the loop with the large-batch path
+    "linear float64 large": "dict(shape=(20000, 60))",
 }
 
 

@@ -139,3 +139,25 @@ def test_one_pass_validation_names_bad_values():
 def test_threads_argument_is_checked():
     with pytest.raises(ValueError, match="threads"):
         minireg.train(np.ones((4, 1)), np.ones(4), threads=0)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("model", ["linear", "mlp"])
+def test_shuffled_minibatches_on_tiles(dtype, model, large_everywhere, monkeypatch):
+    """Shuffled batches of 700 rows (gathered through the epoch's order) on tiles: the same bits on 1
+    and 2 threads, and the row loop's run up to rounding."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2500, 6)).astype(dtype)
+    y = np.sin(X[:, 0]) + X[:, 1]
+    kw = dict(model=model, hidden=(12,), optimizer="adam", lr=0.01, epochs=3, batch_size=700, dtype=dtype,
+              clip_grad_norm=5.0, validation=0.2, trace="norms")
+    a, b = minireg.train(X, y, threads=1, **kw), minireg.train(X, y, threads=2, **kw)
+    np.testing.assert_array_equal(a.theta, b.theta)
+    np.testing.assert_array_equal(a.trace.loss, b.trace.loss)
+    np.testing.assert_array_equal(a.history["val_loss"], b.history["val_loss"])
+    monkeypatch.setattr(_parallel, "STEP_WORK", 1 << 62)
+    monkeypatch.setattr(_parallel, "LOSS_WORK", 1 << 62)
+    rows = minireg.train(X, y, **kw)
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(a.theta, rows.theta, rtol=tol, atol=tol)
+    np.testing.assert_allclose(a.trace.loss, rows.trace.loss, rtol=tol)
