@@ -83,13 +83,14 @@ class MiniRegressor(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, *, model="linear", hidden=(10,), activation="relu", loss="mse", delta=1.0,
-                 optimizer="adam", lr=0.01, epochs=200, batch_size=None, shuffle=True, seed=0,
+                 optimizer="adam", lr=None, epochs=200, batch_size=None, shuffle=True, seed=0,
                  dtype="float64", init="torch", trace=False, trace_every=1, trace_budget=2**30,
                  standardize=True, standardize_y=True, winsorize=None, winsorize_y=False,
                  validation=None, early_stopping=None, min_delta=0.0, restore_best=True,
                  clip_grad_norm=None, clip_grad_value=None, l1=0.0,
                  schedule=None, step_size=None, gamma=None, power_t=None, T_max=None, patience=None,
-                 factor=None, step_lrs=None, device="cpu", progress=False, threads=None, optimizer_params=None):
+                 factor=None, step_lrs=None, device="cpu", progress=False, threads=None, flavor="torch", l2=0.0,
+                 optimizer_params=None):
         self.model = model
         self.hidden = hidden
         self.activation = activation
@@ -128,6 +129,8 @@ class MiniRegressor(RegressorMixin, BaseEstimator):
         self.device = device
         self.progress = progress
         self.threads = threads
+        self.flavor = flavor
+        self.l2 = l2
         self.optimizer_params = optimizer_params
 
     def __sklearn_tags__(self):

@@ -53,10 +53,11 @@ def test_check_estimator_passes_every_check(est, monkeypatch):
 
 
 def test_parameters_mirror_train():
-    # resume and checkpoints belong to one call of train (continuing a given run, writing a file), not
-    # to an estimator's hyperparameters, which clone() and GridSearchCV copy between fits
+    # resume, checkpoints and the rows' order belong to one call of train (continuing a given run,
+    # writing a file, the rows of one X), not to an estimator's hyperparameters, which clone() and
+    # GridSearchCV copy between fits
     train_params = {k: p.default for k, p in inspect.signature(minireg.train).parameters.items()
-                    if p.kind is p.KEYWORD_ONLY and k not in ("resume", "checkpoint", "checkpoint_every")}
+                    if p.kind is p.KEYWORD_ONLY and k not in ("resume", "checkpoint", "checkpoint_every", "order")}
     est_params = {k: p.default for k, p in inspect.signature(MiniRegressor.__init__).parameters.items()
                   if k != "self"}
     assert set(est_params) == set(train_params) | {"optimizer_params"}
