@@ -49,7 +49,9 @@ N_CONTROLS = 4
 def optimizer_step(h, theta, grad, upd, state, lr, t, coef, vclip):
     """One step of h's optimizer over the flat vectors (t: torch's 1-based step count): each parameter's
     ``update`` in turn, with the step's ``step_scalars``; True when every new parameter is finite. A
-    module may have a ``step`` of its own (Adam's compiles one loop with and one without weight decay)."""
+    module may have a ``step`` of its own (Adam's compiles one loop with and one without weight decay).
+    In the compiled loop numba runs the overload below: these same lines, fixed to h's module when it
+    compiles. This body runs only when optimizer_step is called from Python."""
     module = optim.module_of(h)
     if hasattr(module, "step"):
         return module.step(h, theta, grad, upd, state, lr, t, coef, vclip)

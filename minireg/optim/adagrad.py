@@ -89,7 +89,7 @@ def explain(v):
     h, g, p, dt = v.hyper, v.g, v.p, v.dt
     clr = v.scalars[0]
     lines = [f"  clr = lr/(1 + (t − 1)·lr_decay) = {clr:.6g}   (t={v.t}, lr_decay={h.lr_decay:g})"
-             if h.lr_decay else "  clr = lr"]
+             if h.lr_decay else "  clr = lr/(1 + (t − 1)·lr_decay) = lr   (lr_decay=0)"]
     lines.append("  sum ← sum + g²" + (f"   (from initial_accumulator_value={h.initial_accumulator_value:g})"
                                        if v.first and h.initial_accumulator_value else ""))
     if v.first:
