@@ -140,6 +140,7 @@ def test_arguments_that_would_change_the_run_are_refused_by_name():
     _check_overrides("torch.nn.modules.container.Sequential", {"epochs": 2, "batch_size": 4, "trace": True})
 
 
+@pytest.mark.filterwarnings("ignore::minireg.DivergenceWarning")
 def test_an_sgd_regressor_replay_past_scikit_learns_gradient_clip_warns_and_shows_eta0():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 3)) * [100.0, 5000.0, 1.0]
