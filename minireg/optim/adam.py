@@ -148,11 +148,15 @@ def step(h, theta, grad, upd, state, lr, t, coef, vclip):
     """One step over the flat vectors; True when every new parameter is finite."""
     s = state_of(state)
     scalars = step_scalars(h, lr, t)
-    # with and without weight decay as two loops, each with its branch decided when compiled: a
-    # run-time test around the store into grad kept the loop from vectorizing
-    if h.weight_decay != 0:
+    # PyTorch's form with and without weight decay, and the other flavors, as separate loops, each
+    # with its branches decided when compiled (the constants in the Hyper tuples): a run-time test
+    # around the store into grad, or of the flavor, kept the loop from vectorizing
+    if h.flavor != TORCH:
         return _loop(theta, grad, upd, s, h, scalars, coef, vclip)
-    no_decay = AdamHyper(h.beta1, h.beta2, h.eps, 0.0, h.amsgrad, h.decoupled, h.flavor)
+    if h.weight_decay != 0:
+        decay = AdamHyper(h.beta1, h.beta2, h.eps, h.weight_decay, h.amsgrad, h.decoupled, TORCH)
+        return _loop(theta, grad, upd, s, decay, scalars, coef, vclip)
+    no_decay = AdamHyper(h.beta1, h.beta2, h.eps, 0.0, h.amsgrad, h.decoupled, TORCH)
     return _loop(theta, grad, upd, s, no_decay, scalars, coef, vclip)
 
 
