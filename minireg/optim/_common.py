@@ -1,4 +1,5 @@
 """What every optimizer module shares: the compile decorators and gradient clipping."""
+import math
 from typing import NamedTuple
 
 from ..kernels._jit import element, kernel  # noqa: F401  (re-exported for the optimizer modules)
@@ -15,11 +16,13 @@ def clipped(g, coef, vclip):
     clipping), then clamped to ±vclip when vclip > 0 — torch's clip_grad_norm_ then clip_grad_value_
     on p.grad before optimizer.step()."""
     g = g * coef
-    if vclip > 0:
-        if g > vclip:
-            return vclip
-        if g < -vclip:
-            return -vclip
+    # the test of vclip on its own, outside the comparisons: the loops then hoist it and vectorize
+    # with two compares per element (an infinite bound is never passed; vclip keeps the run's dtype)
+    bound = vclip if vclip > 0 else math.inf
+    if g > bound:
+        return vclip
+    if g < -bound:
+        return -vclip
     return g
 
 
