@@ -4,9 +4,10 @@
     python benchmarks/bench_scale.py --only fixed,W5  # parts: fixed, W5, W6, W3b, threshold
     python benchmarks/bench_scale.py --markdown FILE  # also append the tables as markdown
 
-- fixed: train(X, y, epochs=1) on the 1M x 100 float32 array, minus one step, against one read of
-  X (X.sum(), NumPy's single-threaded read, and a read on all threads); what train() costs
-  before its first step plus the final whole-set loss.
+- fixed: on the 1M x 100 float32 array, train()'s work before its first step (result.setup_seconds:
+  the checks, scaling and buffers; compiling aside), and train(X, y, epochs=1) minus one step (that
+  plus the final whole-set loss), against one read of X (X.sum(), NumPy's single-threaded read, and
+  a read on all threads).
 - W5 (linear N=1M d=100, full batch, SGD, float32) and W6 (MLP 20-64-64-1 relu, N=200k, full
   batch, Adam, float32): per step = (t(1+k epochs) - t(1 epoch)) / k, best of 3, for minireg (all
   threads, and 1 thread), PyTorch CPU (its default threads) and, for minireg, trace="norms";
@@ -82,13 +83,16 @@ def matmul_flops(dtype="float32", n=2048):
     return 2 * n**3 / best(lambda: a @ a, 3)
 
 
+def minireg_result(wl, X, y, epochs, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return minireg.train(X, y, model=wl.model, hidden=wl.hidden, activation=wl.activation,
+                             optimizer=wl.optimizer, lr=wl.lr, epochs=epochs, batch_size=wl.batch_size,
+                             dtype=wl.dtype, progress=False, **kw)
+
+
 def minireg_run(wl, X, y, **kw):
-    def run(epochs):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            minireg.train(X, y, model=wl.model, hidden=wl.hidden, activation=wl.activation, optimizer=wl.optimizer,
-                          lr=wl.lr, epochs=epochs, batch_size=wl.batch_size, dtype=wl.dtype, progress=False, **kw)
-    return run
+    return lambda epochs: minireg_result(wl, X, y, epochs, **kw)
 
 
 def fixed_costs(rows):
@@ -100,9 +104,14 @@ def fixed_costs(rows):
     bw = read_bandwidth(X)
     tread = X.nbytes / bw
     fixed = t1 - step
+    setup = min(minireg_result(wl, X, y, 1).setup_seconds for _ in range(REPEATS))
+    rows.append(("fixed", "before the first step (result.setup_seconds), 1M x 100 float32", f"{setup * 1e3:,.1f} ms",
+                 f"X.sum() {xsum * 1e3:,.1f} ms: {setup / xsum:.2f}x; all-thread read {tread * 1e3:,.1f} ms: "
+                 f"{setup / tread:.2f}x", "the checks, scaling and buffers of train()"))
     rows.append(("fixed", "train(epochs=1) - one step, 1M x 100 float32", f"{fixed * 1e3:,.1f} ms",
                  f"X.sum() {xsum * 1e3:,.1f} ms: {fixed / xsum:.2f}x; all-thread read {tread * 1e3:,.1f} ms: "
-                 f"{fixed / tread:.2f}x", f"epochs=1 {t1 * 1e3:,.1f} ms, step {step * 1e3:,.1f} ms"))
+                 f"{fixed / tread:.2f}x", f"epochs=1 {t1 * 1e3:,.1f} ms, step {step * 1e3:,.1f} ms; adds the "
+                 "final whole-set loss (one more read)"))
     Xd = X.astype(np.float64)
     stepd, t1d = per_step(minireg_run(wl, Xd, y), 2, 2)
     rows.append(("fixed", "the same from a float64 X (one converting pass)", f"{(t1d - stepd) * 1e3:,.1f} ms",

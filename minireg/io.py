@@ -25,7 +25,7 @@ with ``allow_pickle=False``. Members, in this order:
     - ``sizes``: the layer sizes ``[d, h1, ..., 1]`` (the parameter layout, see minireg.layout);
       ``dtype``: ``"float64"`` or ``"float32"``.
     - ``diverged``, ``diverged_at``, ``n_steps``, ``seconds``, ``stopped_epoch``, ``best_epoch``,
-      ``compile_seconds`` (optional).
+      ``compile_seconds``, ``setup_seconds`` (optional).
     - ``config``: the run's resolved settings (``result.config``).
     - ``history``: the names of the history columns, in order.
     - ``x_scaler``, ``y_scaler``: ``{"kind": null|"zscore"|"minmax"|"robust", "constant": [column
@@ -241,6 +241,7 @@ def _pack(result, rows=SAMPLE_ROWS):
         "diverged": bool(result.diverged), "diverged_at": opt_int(result.diverged_at),
         "n_steps": int(result.n_steps), "seconds": float(result.seconds),
         "compile_seconds": float(getattr(result, "compile_seconds", 0.0)),
+        "setup_seconds": float(getattr(result, "setup_seconds", 0.0)),
         "stopped_epoch": opt_int(result.stopped_epoch), "best_epoch": opt_int(result.best_epoch),
         "config": _encode(result.config, "config"),
         "history": list(result.history),
@@ -498,5 +499,6 @@ def _build(fh, meta):
         result.saved_sample = sample_meta
         result.gram = gram
     result.compile_seconds = float(meta.get("compile_seconds", 0.0))
+    result.setup_seconds = float(meta.get("setup_seconds", 0.0))
     result.continuation = cont
     return result

@@ -67,6 +67,8 @@ class TrainResult:
         # compiling the kernels, or loading them from numba's disk cache, on a process's first run of a
         # kind: kept out of ``seconds``, which is the run's own time
         self.compile_seconds = 0.0
+        # train()'s own work before the first step (checks, scaling, buffers), part of ``seconds``
+        self.setup_seconds = 0.0
         # a loaded run: {"rows": k, "of": n} when ``data`` is the saved sample of k training rows
         self.saved_sample = None
         self.gram = None  # a loaded linear run: X̃ᵀX̃/n of all its training rows (the exact MSE curvature)

@@ -578,8 +578,10 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
 
     def snapshot():
         """The run so far, as a TrainResult (for a checkpoint and for the end)."""
-        return _result(s, data, buf, t, row, e0, offset, perm, rng_before, done, diverged_at, interrupted, previous,
-                       config_of(), started, compile_seconds, inputs)
+        result = _result(s, data, buf, t, row, e0, offset, perm, rng_before, done, diverged_at, interrupted,
+                         previous, config_of(), started, compile_seconds, inputs)
+        result.setup_seconds = setup_seconds or 0.0
+        return result
 
     def config_of():
         return {
@@ -605,7 +607,7 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
         }
 
     rng_before = buf.shuffle_rng.bit_generator.state
-    compile_seconds = 0.0
+    compile_seconds, setup_seconds = 0.0, None
     with stop:
         while e0 < buf.total and not stop.requested:
             ne = min(step_chunk, buf.total - e0)
@@ -644,6 +646,8 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
                 compile_seconds += _compile_for(train_epochs, (*args, big, one_row),
                                                 (s.dtype, type(buf.opt), big is not None, one_row is not None))
                 tick = time.perf_counter()
+            if setup_seconds is None:  # everything before the first step, compiling aside
+                setup_seconds = time.perf_counter() - started - compile_seconds
             threaded = s.device == "cpu" and (seconds_per_epoch or data.n * data.P * 3e-9) * ne > _THREAD_AFTER
             try:
                 t_before = t

@@ -87,8 +87,9 @@ def test_seconds_leave_out_loading_the_kernels():
     import sys
     code = ("import minireg\nX, y = minireg.datasets.linear_1d()\n"
             "a = minireg.train(X, y, epochs=20)\nb = minireg.train(X, y, epochs=20)\n"
-            "print(a.compile_seconds, a.seconds, b.compile_seconds, b.seconds)")
+            "print(a.compile_seconds, a.seconds, b.compile_seconds, b.seconds, b.setup_seconds)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True)
-    first_compile, first, second_compile, second = map(float, out.stdout.split())
+    first_compile, first, second_compile, second, setup = map(float, out.stdout.split())
     assert first_compile > 0.05 and second_compile == 0.0  # a fresh process loads (or compiles) the kernels once
     assert first < first_compile and first < 0.1 and second < 0.1
+    assert 0 < setup < second  # the part of the run's time before its first step

@@ -121,7 +121,8 @@ def _same_result(r, loaded, X):
     _same_trace(r.trace, loaded.trace)
     _same_scaler(r.x_scaler, loaded.x_scaler)
     _same_scaler(r.y_scaler, loaded.y_scaler)
-    for attr in ("diverged", "diverged_at", "n_steps", "seconds", "stopped_epoch", "best_epoch"):
+    for attr in ("diverged", "diverged_at", "n_steps", "seconds", "setup_seconds", "compile_seconds", "stopped_epoch",
+                 "best_epoch"):
         assert getattr(loaded, attr) == getattr(r, attr) and type(getattr(loaded, attr)) is type(getattr(r, attr)), attr
     assert repr(loaded) == repr(r)
     _same_array(r.predict(X), loaded.predict(X))
