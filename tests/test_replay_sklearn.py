@@ -149,3 +149,31 @@ def test_an_sgd_regressor_replay_past_scikit_learns_gradient_clip_warns_and_show
         r = minireg.replay(SGDRegressor(shuffle=False, max_iter=50, tol=None, eta0=0.1, learning_rate="constant"),
                            X, y)
     assert r.config["lr"] == 0.1
+
+
+@pytest.mark.parametrize("estimator", ["mlp", "sgd"])
+def test_a_replays_seconds_are_all_of_its_epochs(monkeypatch, estimator):
+    """A replay runs one train() call an epoch: its seconds and compiling are those calls' added up,
+    its setup the first call's (not the last epoch's alone)."""
+    from minireg.frameworks import sklearn as replay_sklearn
+    calls = []
+    real = replay_sklearn.train
+
+    def recording(*args, **kw):
+        r = real(*args, **kw)
+        calls.append((r.seconds, r.compile_seconds, r.setup_seconds))
+        return r
+
+    monkeypatch.setattr(replay_sklearn, "train", recording)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((60, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.standard_normal(60)
+    est = (MLPRegressor(hidden_layer_sizes=(4,), max_iter=6, solver="sgd", random_state=0, tol=0.0)
+           if estimator == "mlp" else SGDRegressor(max_iter=6, tol=None, shuffle=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        r = minireg.replay(est, X, y)
+    assert len(calls) == r.replayed["n_iter_"] == 6
+    assert r.seconds == pytest.approx(sum(c[0] for c in calls), rel=1e-12)
+    assert r.compile_seconds == pytest.approx(sum(c[1] for c in calls), rel=1e-12, abs=1e-15)
+    assert r.setup_seconds == calls[0][2] and r.seconds > calls[-1][0]

@@ -70,6 +70,14 @@ def _r2(y, pred):
     return float(r2_score(y, pred))
 
 
+def _spent(spent, result):
+    """(seconds, compile_seconds, setup_seconds) of the replay so far, one train() call an epoch: the
+    calls' seconds and compiling added up, the setup of the first call."""
+    if spent is None:
+        return result.seconds, result.compile_seconds, result.setup_seconds
+    return spent[0] + result.seconds, spent[1] + result.compile_seconds, spent[2]
+
+
 def _continue(result, X, y, lr, order, first, **kw):
     """One more epoch of the replayed run (the first one starts it)."""
     if result is None:
@@ -114,7 +122,7 @@ def replay_mlp(params, X, y, **overrides):
     lr = float(p["learning_rate_init"])
     schedule = p["learning_rate"] if p["solver"] == "sgd" else "constant"
     idx = np.arange(n)
-    result, best_theta = None, None
+    result, best_theta, spent = None, None, None
     best_loss, best_score, no_improvement, t_ = math.inf, -math.inf, 0, 0
     loss_curve, scores = [], []
     for _ in range(p["max_iter"]):
@@ -122,6 +130,7 @@ def replay_mlp(params, X, y, **overrides):
             from sklearn.utils import shuffle  # lazy on purpose, as above
             idx = shuffle(idx, random_state=rs)
         result = _continue(result, X64, y64, lr, idx[None], first)
+        spent = _spent(spent, result)
         if result.diverged:
             break
         loss_curve.append(_epoch_loss(result, n, batch_size))
@@ -144,6 +153,7 @@ def replay_mlp(params, X, y, **overrides):
                 break
     if best_theta is not None:
         result.set_theta(best_theta)  # fit() keeps the best validation epoch's weights
+    result.seconds, result.compile_seconds, result.setup_seconds = spent
     # what the diagnosis re-runs to verify a fix: the whole run as one minireg call (minireg's own
     # shuffles, the initial learning rate throughout), the fix applied to it
     whole = {**first, "epochs": max(len(loss_curve), 1), "lr": float(p["learning_rate_init"]),
@@ -206,7 +216,7 @@ def replay_sgd(params, X, y, **overrides):
     first = dict(model="linear", optimizer="sgd", momentum=0.0, nesterov=False, flavor="sklearn", l2=l2, batch_size=1,
                  init="zeros", progress=False, **_sgd_loss(p))
     first.update({"trace": "norms", **overrides})  # the epoch objectives are read from the trace
-    result, eta, t = None, eta0, 1.0
+    result, eta, t, spent = None, eta0, 1.0, None
     best, no_improvement = math.inf if not p["early_stopping"] else -math.inf, 0
     tol = -math.inf if p["tol"] is None else float(p["tol"])
     objectives, scores = [], []
@@ -222,6 +232,7 @@ def replay_sgd(params, X, y, **overrides):
             result = train(X64, y64, epochs=1, lr=eta0, step_lrs=etas, shuffle=False, **first)
         else:
             result = train(X64, y64, resume=result, epochs=1, step_lrs=etas)
+        spent = _spent(spent, result)
         t += n
         if result.diverged:
             break
@@ -241,6 +252,7 @@ def replay_sgd(params, X, y, **overrides):
             else:
                 break
     n_iter = len(objectives)
+    result.seconds, result.compile_seconds, result.setup_seconds = spent
     if result.diverged or (result.trace is not None and len(result.trace)
                            and float(np.nanmax(result.trace.grad_norm)) > 1e12):
         warnings.warn("this SGDRegressor run reaches gradients beyond 1e12, where scikit-learn clips the loss's "
