@@ -108,7 +108,9 @@ def explain(trace, i):
             + f"), lr={lr:.6g}")
     if cfg.get("schedule"):
         head += f" (schedule {cfg['schedule']!r}, base lr {cfg['lr']:g})"
-    sections.append(("step", [head, f"  rows          {_fmt(rows)}", f"  inputs      x {_fmt(X[rows])}"]))
+    numbering = (f"  numbering     steps and epochs count from 0, batches from 1; the optimizer's t = step + 1 = "
+                 f"{step + 1} (PyTorch's count)")
+    sections.append(("step", [head, numbering, f"  rows          {_fmt(rows)}", f"  inputs      x {_fmt(X[rows])}"]))
 
     # ---- forward
     act = cfg["activation"] or "identity"

@@ -161,7 +161,8 @@ def test_explain_writes_one_step_from_the_trace(capsys):
     text = str(r.trace.explain(5))
     assert capsys.readouterr().out == ""  # it returns the explanation; it prints nothing
     s = r.trace.step(5)
-    for needle in ("step 5 (epoch 1, batch 2 of 4, 32 rows, shuffled)", "residuals", "dL/dp", "buf new",
+    for needle in ("step 5 (epoch 1, batch 2 of 4, 32 rows, shuffled)", "optimizer's t = step + 1 = 6", "residuals",
+                   "dL/dp", "buf new",
                    f"{s['loss']:.6g}", "reproduces the traced update bit for bit"):
         assert needle in text
     # the printed rows are the batch the kernel used: their loss is the traced loss
