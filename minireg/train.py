@@ -555,6 +555,7 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
     early stopping, checkpoints, progress bar, Ctrl-C) between the calls; then stage 5, the result."""
     big, n_threads = (_parallel.plan(s.layout, data.n, data.Xv.shape[0], data.bs, s.threads, s.dtype)
                       if s.device == "cpu" else (None, 1))
+    ctx = None
     if s.device == "cuda":
         from . import cuda  # numba.cuda is imported only when asked for
         ctx = cuda.Context()
@@ -604,6 +605,8 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
                 "from_epoch": buf.e_first, "from_step": t_first, "offset": buf.cont.offset, "changed": resumed_changes},
             "checkpoint": None if s.checkpoint is None else os.fspath(s.checkpoint),
             "checkpoint_every": s.checkpoint_every,
+            # the CUDA path that ran (minireg/cuda/onelaunch.py: "one-launch" or "multi-launch") and why
+            **({"cuda_path": ctx.path, "cuda_path_why": ctx.path_why} if s.device == "cuda" else {}),
         }
 
     rng_before = buf.shuffle_rng.bit_generator.state

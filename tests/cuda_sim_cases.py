@@ -15,6 +15,7 @@ On a machine with a CUDA GPU the same cases run on the GPU when the simulator is
     python -m pytest -q tests/cuda_sim_cases.py                       # default launch geometry
     MINIREG_CUDA_TPB=4 python -m pytest -q tests/cuda_sim_cases.py    # tiny blocks, as in the simulator
 """
+import contextlib
 import os
 import sys
 import warnings
@@ -146,7 +147,7 @@ def _record_kernel_signatures(path):
     import pickle
 
     import numba
-    from minireg.cuda import models, optimizers, reduce
+    from minireg.cuda import models, onelaunch, optimizers, reduce
 
     seen = set()
 
@@ -171,12 +172,15 @@ def _record_kernel_signatures(path):
                 return launch(*args)
             return call
 
-    for mod in (models, optimizers, reduce):
+    for mod in (models, optimizers, reduce, onelaunch):
         for name, obj in list(vars(mod).items()):
             if type(obj).__name__ == "FakeCUDAKernel" and not obj._device:
                 setattr(mod, name, Recorder(mod.__name__, name, obj))
-    for key, obj in list(optimizers.STEP.items()):  # one step kernel per optimizer module
-        optimizers.STEP[key] = Recorder(optimizers.__name__, f"STEP:{key.__name__}", obj)
+    # one kernel per optimizer module: the step kernels and the one-launch kernels
+    for mod, table in ((optimizers, "STEP"), (onelaunch, "KERNELS")):
+        kernels = getattr(mod, table)
+        for key, obj in list(kernels.items()):
+            kernels[key] = Recorder(mod.__name__, f"{table}:{key.__name__}", obj)
 
     def dump():
         with open(path, "w") as f:
@@ -242,14 +246,38 @@ def assert_same_run(rc, rg, tol=F64):
             _close(tg.state[name], tc.state[name], tol, f"trace.state[{name!r}]")
 
 
-def both(X, y, tol=F64, **kw):
+# the two CUDA host drivers (minireg/cuda/loop.py, minireg/cuda/onelaunch.py), forced by
+# onelaunch.ONE_LAUNCH, which MINIREG_CUDA_ONE_LAUNCH sets and each run reads
+PATHS = {"multi-launch": "never", "one-launch": "always"}
+
+
+@contextlib.contextmanager
+def cuda_path(path):
+    """Runs in this block take ``path`` ("multi-launch", "one-launch", or "auto": the size rule)."""
+    from minireg.cuda import onelaunch
+    before = onelaunch.ONE_LAUNCH
+    onelaunch.ONE_LAUNCH = PATHS.get(path, path)
+    try:
+        yield
+    finally:
+        onelaunch.ONE_LAUNCH = before
+
+
+def both(X, y, tol=F64, paths=tuple(PATHS), **kw):
+    """The CPU run and the CUDA run on each of ``paths``, every output compared; returns the CPU run
+    and the CUDA run of the first path."""
     kw.setdefault("trace", True)
+    runs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # divergence and overflow warnings
         rc = minireg.train(X, y, device="cpu", **kw)
-        rg = minireg.train(X, y, device="cuda", **kw)
-    assert_same_run(rc, rg, tol)
-    return rc, rg
+        for path in paths:
+            with cuda_path(path):
+                rg = minireg.train(X, y, device="cuda", **kw)
+            assert rg.config["cuda_path"] == path, rg.config["cuda_path_why"]
+            assert_same_run(rc, rg, tol)
+            runs.append(rg)
+    return rc, runs[0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,7 +402,7 @@ def test_divergence_stops_at_the_same_step(monkeypatch):
     # were no-ops above; here the host stops launching mid-epoch)
     from minireg.cuda import loop
     monkeypatch.setattr(loop, "CHECK_EVERY", 7)
-    with pytest.warns(minireg.DivergenceWarning):
+    with pytest.warns(minireg.DivergenceWarning), cuda_path("multi-launch"):
         r = minireg.train(X, y, optimizer="sgd", lr=10, batch_size=32, epochs=50, device="cuda")
     assert r.diverged_at == 110 and r.n_steps == 111
     np.testing.assert_allclose(r.theta, rc.theta, **F64)

@@ -28,7 +28,8 @@ QUIET_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_T
 
 def _clean_env(**extra):
     env = {k: v for k, v in os.environ.items()
-           if k not in ("NUMBA_ENABLE_CUDASIM", "MINIREG_CUDA_TPB", "MINIREG_CUDA_CHECK_EVERY")}
+           if k not in ("NUMBA_ENABLE_CUDASIM", "MINIREG_CUDA_TPB", "MINIREG_CUDA_CHECK_EVERY",
+                        "MINIREG_CUDA_ONE_LAUNCH", "MINIREG_CUDA_ONE_LAUNCH_WORK")}
     env.update(QUIET_THREADS)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env.update(extra)
@@ -84,8 +85,9 @@ for path in sys.argv[1:]:
             continue
         done.add((module, name, sig))
         mod = importlib.import_module(module)
-        if name.startswith("STEP:"):  # an optimizer's step kernel, keyed by its optim module
-            kern = mod.STEP[importlib.import_module(name[5:])]
+        if ":" in name:  # STEP:<optim module>, KERNELS:<optim module>: a kernel per optimizer
+            table, key = name.split(":")
+            kern = getattr(mod, table)[importlib.import_module(key)]
         else:
             kern = getattr(mod, name)
         argtypes = pickle.loads(base64.b64decode(sig))
@@ -94,8 +96,14 @@ for path in sys.argv[1:]:
         except Exception as e:
             print(f"FAILED {module}.{name}{argtypes}: {type(e).__name__}: {e}")
             sys.exit(1)
-print("compiled", len(done), "kernel signatures:",
-      sorted({n.rsplit(".", 1)[-1] + "_step" if n.startswith("STEP:") else n for _, n, _ in done}))
+def label(name):
+    if ":" not in name:
+        return name
+    table, key = name.split(":")
+    return key.rsplit(".", 1)[-1] + ("_step" if table == "STEP" else "_runs")
+
+
+print("compiled", len(done), "kernel signatures:", sorted({label(n) for _, n, _ in done}))
 """
 
 
@@ -122,7 +130,7 @@ def test_every_launched_kernel_compiles_for_a_real_gpu(simulator_runs):
     assert r.returncode == 0, r.stdout[-10000:] + r.stderr[-10000:]
     for kernel in ("forward_hidden", "forward_out", "grad_weights", "grad_one_output", "reduce_segments", "delta_prev",
                    "sgd_step", "rmsprop_step", "adam_step", "adagrad_step", "loss_and_clip", "mean_loss",
-                   "record_scalars", "record_vectors"):
+                   "record_scalars", "record_vectors", "sgd_runs", "rmsprop_runs", "adam_runs", "adagrad_runs"):
         assert kernel in r.stdout, f"{kernel} was never launched by the simulator tests: {r.stdout}"
 
 

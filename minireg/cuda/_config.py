@@ -10,6 +10,12 @@ Environment switches:
 - ``MINIREG_CUDA_CHECK_EVERY`` steps launched between two reads of the divergence flag (each read
   synchronizes the host with the device; default 256). Steps launched after the diverging one are
   no-ops on the device, so this only bounds the wasted launches.
+- ``MINIREG_CUDA_ONE_LAUNCH`` which host driver runs a call of train_epochs_cuda: ``auto`` (default:
+  the one-launch kernel of ``onelaunch.py`` for runs whose step is small, B·P <= ONE_LAUNCH_WORK, the
+  per-layer kernels of ``loop.py`` otherwise), ``always`` (the one-launch kernel whatever the size)
+  or ``never``. ``MINIREG_CUDA_ONE_LAUNCH_WORK`` sets that threshold (default 2**20). The module
+  attributes ``ONE_LAUNCH``/``ONE_LAUNCH_WORK`` of ``minireg.cuda.onelaunch`` are read at every run,
+  so a process can switch them (the tests and benchmarks do).
 - ``MINIREG_NUMBA_CACHE=0`` turns off the on-disk cache, as for the CPU kernels. The cache is also
   off whenever MINIREG_CUDA_TPB is not the default: TPB, TILE, KD, BT and CW are globals compiled
   into the kernels, and numba's cache key holds a kernel's bytecode, closure cells and signature
@@ -67,6 +73,23 @@ BT1 = BT + 1  # a padded row of BT
 # the one-output weight gradient: CW consecutive columns per block, TPB // CW row lanes
 CW = min(32, TPB)
 CHECK_EVERY = _positive_int("MINIREG_CUDA_CHECK_EVERY", 256)
+ONE_LAUNCH_MODES = ("auto", "always", "never")
+
+
+def _one_launch_mode():
+    raw = os.environ.get("MINIREG_CUDA_ONE_LAUNCH", "auto")
+    if raw not in ONE_LAUNCH_MODES:
+        raise ValueError(f"MINIREG_CUDA_ONE_LAUNCH={raw!r} must be one of {', '.join(ONE_LAUNCH_MODES)}.")
+    return raw
+
+
+ONE_LAUNCH = _one_launch_mode()
+# the one-launch path runs a step on one block (one SM): worth it while a step's work is too small to
+# fill the GPU, where the per-layer path pays ~12 launches a step (tune on a GPU: bench_cuda.py)
+ONE_LAUNCH_WORK = _positive_int("MINIREG_CUDA_ONE_LAUNCH_WORK", 1 << 20)
+# the bytes of shared memory a block may take without opting in (cudaFuncSetAttribute, which numba's
+# launch does not do): static and dynamic together, on every GPU numba supports
+SHARED_BYTES = 48 * 1024
 CACHE = os.environ.get("MINIREG_NUMBA_CACHE", "1") != "0" and TPB == _DEFAULT_TPB
 
 

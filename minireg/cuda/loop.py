@@ -1,6 +1,8 @@
 """The host driver of the CUDA backend: ``train_epochs_cuda`` has exactly the arguments, the
 semantics and the host-visible side effects of ``minireg.kernels.loop.train_epochs`` (read its
-docstring), and runs every step as a short sequence of kernel launches on one stream:
+docstring). A run whose step is small goes to ``onelaunch.py`` (the whole call in one kernel launch;
+its docstring has the rule); the others run every step as a short sequence of kernel launches on
+one stream (the "multi-launch" path):
 
     forward_hidden × (L−1) → forward_out (loss, dL/dpred) → [grad_weights (+ reduce_segments),
     delta_prev] per layer from the last → loss_and_clip → <optimizer>_step → record_* (traced steps)
@@ -33,6 +35,7 @@ from .. import optim
 from ..kernels._jit import kernel as cpu_kernel
 from ..kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, N_SCALAR_COLS, TRACE_FULL, TRACE_OFF
 from . import models as M
+from . import onelaunch
 from . import optimizers as OPT
 from . import reduce as R
 from ._config import BT, CHECK_EVERY, CW, TILE, TPB
@@ -71,6 +74,8 @@ class Context:
 
     def __init__(self):
         self.bound = False
+        self.path = self.path_why = None  # onelaunch.plan's choice, made on the first call
+        self.one = None  # the one-launch path's RunSet
 
     # ---------------------------------------------------------------------------- setup (once)
     def bind(self, X, y, theta, state, model, c, batch_size, history, val, n_state):
@@ -234,7 +239,14 @@ def train_epochs_cuda(ctx, X, y, theta, state, model, loss_code, h, ctrl, c, wor
                       epoch0, n_epochs, batch_size, t, row, trace, history, val, start0=0, stop=None,
                       status=None):
     """``minireg.kernels.loop.train_epochs`` on the GPU; see the module docstring. The host loop
-    reads ``stop[0]`` before every step (Ctrl-C) and returns -2 with (epoch, row) in ``status``."""
+    reads ``stop[0]`` before every step (Ctrl-C) and returns -2 with (epoch, row) in ``status``.
+    A small run goes to onelaunch.py instead (chosen on the first call, kept for the run)."""
+    if ctx.path is None:
+        ctx.path, ctx.path_why = onelaunch.plan(model[0], min(batch_size, X.shape[0]), theta.dtype.itemsize)
+    if ctx.path == onelaunch.PATH_ONE:
+        return onelaunch.train_epochs_one(ctx, X, y, theta, state, model, loss_code, h, ctrl, c, work, order,
+                                          shuffled, epoch0, n_epochs, batch_size, t, row, trace, history, val,
+                                          start0, stop, status)
     module = optim.module_of(h)
     step_kernel = OPT.STEP[module]
     if len(ctrl) == 5:

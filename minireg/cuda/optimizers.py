@@ -33,11 +33,17 @@ def finish_element(i, t, p, pn, dflag, row, grad, upd, state, tr_params, tr_grad
         dflag[0] = t
 
 
+# each optimizer module's ``update`` and ``state_of`` as device functions, for every kernel that steps
+# (the per-step kernels here and the one-launch kernels of onelaunch.py)
+UPDATE = {module: device(module.update.py_func) for module in optim.MODULES}
+STATE_OF = {module: device(module.state_of.py_func) for module in optim.MODULES}
+
+
 def _step_kernel(module):
     """The CUDA step kernel of one optimizer module. t is the 0-based step index (torch's step count
     is t + 1; ``scalars`` already holds what depends on it)."""
-    update = device(module.update.py_func)
-    state_of = device(module.state_of.py_func)
+    update = UPDATE[module]
+    state_of = STATE_OF[module]
 
     def step(dflag, t, h, scalars, theta, grad, upd, state, pold, keep_pold, dsc, vclip, lr, row, tr_scalars,
              tr_params, tr_grad, tr_update, tr_state, srows, n_state):
