@@ -134,6 +134,7 @@ if SIMULATOR:
 
 import minireg  # noqa: E402
 from minireg import datasets  # noqa: E402
+from minireg.train import InterruptedWarning  # noqa: E402
 
 
 def _record_kernel_signatures(path):
@@ -420,3 +421,132 @@ def test_divergence_on_a_step_that_is_not_recorded():
     rc, rg = both(Xs * 1e3, ys * 1e3, tol=F32, dtype="float32", optimizer="sgd", lr=1.0, epochs=40,
                   trace=False)
     assert rg.diverged and rg.diverged_at == rc.diverged_at
+
+
+# ------------------------------------------------------------------------------------------------
+# the one-launch path (minireg/cuda/onelaunch.py): what only it has
+
+class _Counting:
+    """Counts the launches of a kernel (and passes them on)."""
+
+    def __init__(self, kern):
+        self.kern, self.configs = kern, []
+
+    def __getitem__(self, config):
+        self.configs.append(config)
+        return self.kern[config]
+
+
+def _count_one_launch_kernels(monkeypatch):
+    from minireg import optim
+    from minireg.cuda import onelaunch
+    counters = {}
+    for module in optim.MODULES:
+        counters[module] = _Counting(onelaunch.KERNELS[module])
+        monkeypatch.setitem(onelaunch.KERNELS, module, counters[module])
+    return lambda: sum(len(c.configs) for c in counters.values()), counters
+
+
+def test_one_launch_is_one_launch_per_call_and_chosen_by_size(monkeypatch):
+    from minireg.cuda import onelaunch
+    launches, _ = _count_one_launch_kernels(monkeypatch)
+    X, y = nonlinear_data(10, 3)
+    kw = dict(model="mlp", hidden=(4,), activation="relu", epochs=3, batch_size=5, optimizer="adam", lr=0.02,
+              progress=False)
+    rc, rg = both(X, y, paths=("one-launch",), **kw)
+    assert launches() == 1  # 3 epochs x 2 batches, trace rows, epoch losses: one launch
+    # auto: the size rule; over ONE_LAUNCH_WORK the multi-launch path runs, with the same numbers
+    P = rg.config["n_params"]
+    with cuda_path("auto"):
+        small = minireg.train(X, y, device="cuda", trace=True, **kw)
+        monkeypatch.setattr(onelaunch, "ONE_LAUNCH_WORK", 5 * P - 1)  # B·P = 5·P
+        large = minireg.train(X, y, device="cuda", trace=True, **kw)
+    assert small.config["cuda_path"] == "one-launch" and "shared memory" in small.config["cuda_path_why"]
+    assert large.config["cuda_path"] == "multi-launch" and "ONE_LAUNCH_WORK" in large.config["cuda_path_why"]
+    assert launches() == 2
+    assert_same_run(rc, small)
+    assert_same_run(rc, large)
+
+
+def test_one_launch_working_set_over_the_shared_budget_goes_to_global_memory(monkeypatch):
+    from minireg.cuda import onelaunch
+    launches, counters = _count_one_launch_kernels(monkeypatch)
+    monkeypatch.setattr(onelaunch, "SHARED_BYTES", 64)
+    X, y = nonlinear_data(9, 3)
+    rc, rg = both(X, y, paths=("one-launch",), model="mlp", hidden=(3, 2), activation="sigmoid", epochs=2,
+                  batch_size=4, optimizer="rmsprop", lr=0.01, centered=True, clip_grad_norm=0.2, validation=0.25)
+    assert "global memory" in rg.config["cuda_path_why"]
+    assert launches() == 2 and all(len(cfg) == 2 for c in counters.values() for cfg in c.configs)  # no shared bytes
+
+
+def test_one_launch_cut_into_several_launches_mid_epoch(monkeypatch):
+    # tables of 2 steps and row orders of 1 epoch per launch: 11 rows in batches of 4 are 3 steps an
+    # epoch, so launches start and end inside epochs; validation, clipping, a full trace every 2 steps
+    from minireg.cuda import onelaunch
+    launches, _ = _count_one_launch_kernels(monkeypatch)
+    monkeypatch.setattr(onelaunch, "TABLE_BYTES", 2 * 6 * 8)  # Adam: lr + 5 step scalars
+    monkeypatch.setattr(onelaunch, "ORDER_BYTES", 11 * 8)
+    X, y = nonlinear_data(14, 3)
+    both(X, y, paths=("one-launch",), epochs=3, batch_size=4, optimizer="adam", lr=0.05, amsgrad=True,
+         validation=3 / 14, clip_grad_value=0.05, trace_every=2, schedule="invscaling", power_t=0.3, progress=False)
+    assert launches() == 6
+    monkeypatch.setattr(onelaunch, "TRACE_BYTES", 1)  # trace rows: one a launch (every step recorded)
+    both(X, y, paths=("one-launch",), epochs=2, batch_size=4, optimizer="sgd", lr=0.05, momentum=0.5,
+         trace="norms", progress=False)
+    assert launches() == 6 + 8  # 14 rows in batches of 4: 8 steps
+
+
+def test_one_launch_divergence_in_a_later_launch(monkeypatch):
+    # the seed case (diverges at step 110) in launches of 16 steps; trace_every=7: the diverging
+    # step's row is written off the grid; nothing after it changes
+    from minireg.cuda import onelaunch
+    launches, _ = _count_one_launch_kernels(monkeypatch)
+    monkeypatch.setattr(onelaunch, "TABLE_BYTES", 16 * 4 * 8)  # SGD: lr + 3 step scalars
+    X, y = datasets.linear_1d()
+    rc, rg = both(X, y, paths=("one-launch",), optimizer="sgd", lr=10, batch_size=32, epochs=50, trace_every=7,
+                  progress=False)
+    assert rg.diverged_at == 110 and int(rg.trace.step[-1]) == 110
+    assert launches() == 7  # steps 0..111 in launches of 16: the 7th holds step 110, no launch after it
+
+
+def test_one_launch_ctrl_c_between_launches_then_resume_mid_epoch(monkeypatch):
+    from minireg.cuda import onelaunch
+    monkeypatch.setattr(onelaunch, "TABLE_BYTES", 2 * 4 * 8)  # SGD: 2 steps a launch
+    stops, fills = [], []
+    run, fill = onelaunch.RunSet.run, onelaunch._fill_table
+
+    def run_keeping_stop(self, *a):
+        stops.append(a[-1])
+        return run(self, *a)
+
+    def fill_then_ctrl_c(*a):
+        fills.append(1)
+        if len(fills) == 3:  # Ctrl-C while the third launch runs: the host stops before the fourth
+            stops[-1][0] = 1
+        return fill(*a)
+
+    monkeypatch.setattr(onelaunch.RunSet, "run", run_keeping_stop)
+    monkeypatch.setattr(onelaunch, "_fill_table", fill_then_ctrl_c)
+    X, y = nonlinear_data(10, 3)
+    kw = dict(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=4, trace=True, progress=False)
+    with warnings.catch_warnings(), cuda_path("one-launch"):
+        warnings.simplefilter("ignore", InterruptedWarning)
+        part = minireg.train(X, y, device="cuda", epochs=3, **kw)
+    assert part.interrupted and part.n_steps == 6 and part.continuation.epoch == 2
+    assert part.continuation.offset == 0  # 3 steps an epoch: 6 steps end at an epoch boundary
+    monkeypatch.setattr(onelaunch, "_fill_table", fill)
+    # launches of 4 steps: Ctrl-C during the second stops the run after 8 steps, inside epoch 2;
+    # resumed on the GPU from there, it ends where an uninterrupted CPU run of 4 epochs does
+    fills[:] = [1]  # the next fill counts as the second
+    monkeypatch.setattr(onelaunch, "TABLE_BYTES", 4 * 4 * 8)
+    monkeypatch.setattr(onelaunch, "_fill_table", fill_then_ctrl_c)
+    with warnings.catch_warnings(), cuda_path("one-launch"):
+        warnings.simplefilter("ignore", InterruptedWarning)
+        part = minireg.train(X, y, device="cuda", epochs=3, **kw)
+    assert part.interrupted and part.n_steps == 8 and part.continuation.offset == 8  # row 8 of epoch 2
+    monkeypatch.setattr(onelaunch, "_fill_table", fill)
+    with cuda_path("one-launch"):
+        rest = minireg.train(X, y, resume=part, epochs=2, device="cuda")
+    whole = minireg.train(X, y, device="cpu", epochs=4, **kw)
+    assert rest.config["cuda_path"] == "one-launch"
+    assert_same_run(whole, rest)
