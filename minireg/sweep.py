@@ -15,6 +15,14 @@ backend: the same code, one task per configuration. Each run is single-threaded 
 run gives bit-for-bit the numbers it gives in a sequential loop, wherever it runs (on machines of the
 same CPU type: numba compiles for the host CPU).
 
+``device="cuda"`` (fixed, or in the grid) sends those configurations to this process's GPU
+(minireg/cuda/many.py): the ones that differ only in lr, schedule, step_lrs, seed or init (same data,
+model, loss, optimizer settings, batch size, epochs and trace settings) train side by side, one
+block each, in one kernel launch (onelaunch.py); the others one after the other, each as train()
+runs it. Every run gives the numbers train(X, y, **config) gives alone (which match the CPU's within
+rounding). n_jobs and client= are for CPU runs: with every configuration on the GPU, giving either
+is refused.
+
 Everything is checked before any run starts: grid keys must be train() arguments (a did-you-mean
 otherwise), grid values non-empty lists, fixed arguments known, no key in both; and the memory the
 kept results would take (each run's trace, and its copy of the data) must fit ``memory_budget``.
@@ -32,7 +40,7 @@ import numpy as np
 from . import _validate as V, optim
 from .layout import n_params
 from .trace import row_bytes
-from .train import DivergenceWarning, InterruptedWarning, train
+from .train import DivergenceWarning, InterruptedWarning, _user_stacklevel, train
 
 __all__ = ["sweep", "SweepResult"]
 
@@ -100,6 +108,7 @@ def _configs(values):
 
 def _precheck(params):
     """The cheap checks train() would make first, so that a bad grid value fails before any run."""
+    V.choice("device", params.get("device", "cpu"), V.DEVICES)
     V.choice("model", params.get("model", "linear"), V.MODELS)
     V.choice("loss", params.get("loss", "mse"), V.LOSSES)
     dtype = params.get("dtype", "float64")
@@ -163,24 +172,57 @@ def _run_one(X, y, params, keep, diagnose=True):
             warnings.simplefilter("ignore", InterruptedWarning)  # the sweep says it once for all
             # one thread per run: the sweep's parallelism is its runs (unless the grid sets threads)
             r = train(X, y, progress=False, **{"threads": 1, **params})
-            findings = []
-            if diagnose:
-                with np.errstate(all="ignore"):
-                    warnings.simplefilter("ignore")
-                    findings = r.diagnose(verify=False)  # the sweep itself compares settings
+            findings = _findings(r, diagnose)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"sweep configuration {params!r}: {exc}") from exc
+    return _row(r, findings, time.perf_counter() - started, keep)
+
+
+def _findings(r, diagnose):
+    if not diagnose:
+        return []
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return r.diagnose(verify=False)  # the sweep itself compares settings
+
+
+def _row(r, findings, seconds, keep):
+    """The table row of a run (and what the sweep keeps of it)."""
     h = r.history
     top = findings[0] if findings else None
     row = {"final_loss": float(h["loss"][-1]) if h["loss"].size else math.nan}
     if "val_loss" in h:
         row["val_loss"] = float(h["val_loss"][-1]) if h["val_loss"].size else math.nan
     row.update(diverged=bool(r.diverged), diverged_at=r.diverged_at, finding=top.code if top else None,
-               severity=top.severity if top else None, seconds=time.perf_counter() - started,
-               interrupted=bool(r.interrupted))
+               severity=top.severity if top else None, seconds=seconds, interrupted=bool(r.interrupted))
     if keep == "history":
         return row, {"config": r.config, "history": r.history, "findings": findings}
     return row, r
+
+
+def _on_gpu(params):
+    device = params.get("device", "cpu")
+    return isinstance(device, str) and device.lower() == "cuda"
+
+
+def _run_on_gpu(X, y, params_list, keep, diagnose):
+    """The device="cuda" configurations, side by side in as few launches as they allow
+    (minireg/cuda/many.py); their (row, result) in order, None for those Ctrl-C left out."""
+    from .cuda import many  # lazy on purpose: numba.cuda only when sweeping on the GPU
+    out = [None] * len(params_list)
+
+    def on_result(i, r):
+        if not r.interrupted:
+            tick = time.perf_counter()
+            row, kept = _row(r, _findings(r, diagnose), r.seconds + time.perf_counter() - tick, keep)
+            row.pop("interrupted")
+            out[i] = row, kept
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergenceWarning)
+        warnings.simplefilter("ignore", InterruptedWarning)  # the sweep says it once for all
+        many.train_many(X, y, params_list, on_result, label="sweep configuration")
+    return out
 
 
 class SweepResult:
@@ -292,6 +334,8 @@ def sweep(X, y, grid, *, n_jobs=None, client=None, keep="results", diagnose=True
     projected total (its time × the configurations) is over _WORKERS_PAY_AFTER seconds, since
     starting workers costs about a second.
     ``client``: a ``dask.distributed.Client``: the runs go to its cluster instead (n_jobs ignored).
+    ``device="cuda"`` (a train() argument, fixed or in the grid): those runs train on this process's
+    GPU, the ones that differ only in lr/schedule/seed/init side by side in one launch (see above).
     ``keep``: "results" keeps every TrainResult (with its trace and data); "history" keeps only each
     run's config, history and findings, so only the runs in flight hold their traces.
     ``diagnose``: diagnose every run (the ``finding``/``severity`` columns); False skips it (faster;
@@ -305,6 +349,15 @@ def sweep(X, y, grid, *, n_jobs=None, client=None, keep="results", diagnose=True
     diagnose = V.flag("diagnose", diagnose)
     values = _check_grid(grid, fixed)
     configs = _configs(values)
+    on_gpu = [_on_gpu({**fixed, **cfg}) for cfg in configs]
+    if any(on_gpu):
+        if client is not None:
+            raise ValueError("device='cuda' runs train on this process's GPU, side by side in one launch; client= "
+                             "sends runs to a dask cluster's workers. Sweep on the GPU without client=, or on the "
+                             "cluster with device='cpu'.")
+        if n_jobs not in (None, 1) and all(on_gpu):
+            raise ValueError(f"n_jobs={n_jobs!r} sets CPU worker processes; device='cuda' runs train side by side "
+                             "in one launch on this process's GPU. Leave n_jobs out (or sweep with device='cpu').")
     X64 = V.data_X(X, np.float64)
     y64 = V.data_y(y, X64.shape[0], np.float64)
     n_all, d = X64.shape
@@ -319,7 +372,7 @@ def sweep(X, y, grid, *, n_jobs=None, client=None, keep="results", diagnose=True
             per_run.append(_run_bytes(params, n_all, d, hp))
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"sweep configuration {cfg!r}: {exc}") from None
-    in_flight = len(configs) if client is not None else _effective_jobs(n_jobs, len(configs))
+    in_flight = len(configs) if client is not None or all(on_gpu) else _effective_jobs(n_jobs, len(configs))
     if keep == "results":
         need = sum(t + dd for t, dd in per_run)
         what = f"the {len(configs)} kept runs (traces and data copies)"
@@ -336,6 +389,41 @@ def sweep(X, y, grid, *, n_jobs=None, client=None, keep="results", diagnose=True
             "Record less (trace='norms' or trace_every=k), keep only the histories (keep='history'), "
             "sweep a smaller grid, or raise memory_budget.")
 
+    if any(on_gpu):
+        return _sweep_gpu_and_cpu(X64, y64, values, fixed, configs, on_gpu, n_jobs, keep, diagnose)
+    rows, results, stopped = _run_on_cpu(X64, y64, fixed, configs, n_jobs, client, keep, diagnose)
+    if client is not None:
+        return SweepResult(values, dict(fixed), configs, rows, results)
+    return _finished(values, fixed, configs[:len(rows)], rows, results, len(configs), stopped)
+
+
+def _finished(values, fixed, configs, rows, results, n_all, stopped):
+    done = SweepResult(values, dict(fixed), configs, rows, results)
+    done.interrupted = stopped
+    if stopped:
+        warnings.warn(f"sweep interrupted (Ctrl-C): {len(rows)} of {n_all} configurations finished; the "
+                      "result holds those, the rest were cancelled.", InterruptedWarning, stacklevel=_user_stacklevel())
+    return done
+
+
+def _sweep_gpu_and_cpu(X64, y64, values, fixed, configs, on_gpu, n_jobs, keep, diagnose):
+    """The device="cuda" configurations on the GPU (first), the others as a CPU sweep; the finished
+    runs in grid order."""
+    gpu = [i for i, g in enumerate(on_gpu) if g]
+    cpu = [i for i, g in enumerate(on_gpu) if not g]
+    got = dict(zip(gpu, _run_on_gpu(X64, y64, [{**fixed, **configs[i]} for i in gpu], keep, diagnose),
+                   strict=True))
+    stopped = any(v is None for v in got.values())
+    if cpu and not stopped:
+        rows, results, stopped = _run_on_cpu(X64, y64, fixed, [configs[i] for i in cpu], n_jobs, None, keep, diagnose)
+        got.update(zip(cpu, zip(rows, results, strict=True), strict=False))
+    done = [i for i in range(len(configs)) if got.get(i) is not None]
+    return _finished(values, fixed, [configs[i] for i in done], [got[i][0] for i in done],
+                     [got[i][1] for i in done], len(configs), stopped)
+
+
+def _run_on_cpu(X64, y64, fixed, configs, n_jobs, client, keep, diagnose):
+    """(rows, results, stopped) of the CPU configurations: the finished runs, in grid order."""
     # lazy on purpose: joblib (scikit-learn's) and, through its dask backend, dask only when sweeping
     import joblib
     jobs = (joblib.delayed(_run_one)(X64, y64, cfg_params, keep, diagnose)
@@ -346,7 +434,7 @@ def sweep(X, y, grid, *, n_jobs=None, client=None, keep="results", diagnose=True
         rows, results = zip(*out, strict=True) if out else ((), ())
         for row in rows:
             row.pop("interrupted")
-        return SweepResult(values, dict(fixed), configs, list(rows), list(results))
+        return list(rows), list(results), False
     # Ctrl-C: a run in this process stops and says so (interrupted), a worker's run likewise, and the
     # wait here raises KeyboardInterrupt; either way the pending runs are cancelled (the generator is
     # closed) and the sweep returns the runs finished before, in grid order
@@ -383,12 +471,7 @@ def sweep(X, y, grid, *, n_jobs=None, client=None, keep="results", diagnose=True
     finally:
         if gen is not None:
             gen.close()
-    done = SweepResult(values, dict(fixed), configs[:len(rows)], rows, results)
-    done.interrupted = stopped
-    if stopped:
-        warnings.warn(f"sweep interrupted (Ctrl-C): {len(rows)} of {len(configs)} configurations finished; the "
-                      "result holds those, the rest were cancelled.", InterruptedWarning, stacklevel=2)
-    return done
+    return rows, results, stopped
 
 
 def _effective_jobs(n_jobs, n):

@@ -32,6 +32,20 @@ _MAX_ORDER_ENTRIES = 1 << 22
 _THREAD_AFTER = 0.05
 # the names of the arguments the caller of train() gave (not those left at their defaults)
 _given = contextvars.ContextVar("minireg_train_given", default=frozenset())
+# set by minireg.cuda.many: train() returns its prepared stages (Prepared) instead of running them
+_collect = contextvars.ContextVar("minireg_train_collect", default=False)
+
+
+class Prepared(NamedTuple):
+    """A run checked, prepared and allocated by train() (stages 1-3), not yet trained: what
+    ``run(*prepared)`` trains, and what minireg.cuda.many trains side by side with others."""
+    s: object
+    data: object
+    buf: object
+    previous: object
+    resumed_changes: object
+    started: object
+    inputs: object
 
 
 class EpochOrder:
@@ -213,7 +227,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     call["seed"] = s.seed  # a drawn seed is recorded, so a re-run sees the same init and batches
     data = prepare(s, X64, y64, previous)
     buf = allocate(s, data, previous, resumed_changes)
-    return run(s, data, buf, previous, resumed_changes, started, RunInputs(X, y, call))
+    prepared = Prepared(s, data, buf, previous, resumed_changes, started, RunInputs(X, y, call))
+    return prepared if _collect.get() else run(*prepared)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -550,6 +565,57 @@ def allocate(s, data, previous, resumed_changes):
                                                                                    "resumed_changes")})
 
 
+def epoch_order(s, data, buf, e):
+    """The row order of epoch e of a shuffled run: the given ``order``'s, else the next permutation of
+    the run's stream (so the epochs must be drawn in turn)."""
+    if s.order is not None:  # the rows' order given for each epoch
+        return s.order[e - buf.e_first]
+    return buf.shuffle_rng.permutation(data.n)
+
+
+def call_lrs(s, data, buf, e0, ne, offset, lrs_from):
+    """(lrs, steps) of a call of the loop over epochs e0..e0+ne-1 whose first starts at row ``offset``:
+    the ``lrs`` the loop takes (step_lrs' entries from ``lrs_from``, else one per epoch) and the number
+    of its steps; records the epochs' lrs in ``buf.lr_history``."""
+    # the steps of this call's first epoch, and of all its epochs
+    first_steps = _steps(data.n, data.bs, offset, 1, data.steps_per_epoch)
+    steps = _steps(data.n, data.bs, offset, ne, data.steps_per_epoch)
+    if s.step_lrs is not None:
+        lrs = s.step_lrs[lrs_from:lrs_from + steps]
+        buf.lr_history[e0:e0 + ne] = np.concatenate([[lrs[0]], lrs[first_steps::data.steps_per_epoch]])[:ne]
+    else:
+        lrs = np.array([buf.plateau.lr]) if buf.plateau else buf.lrs_all[e0:e0 + ne]
+        buf.lr_history[e0:e0 + ne] = lrs
+    return lrs, steps
+
+
+def config_of(s, data, buf, previous, resumed_changes, t_first, cuda_path=None, cuda_path_why=None):
+    """result.config of a run: its resolved settings and what the data and the layout add."""
+    return {
+        "model": s.model, "sizes": s.layout.sizes, "hidden": s.hidden, "activation": s.activation,
+        "loss": s.loss, "delta": s.delta, "optimizer": s.optimizer, "lr": s.lr, **s.hparams,
+        "epochs": buf.total, "batch_size": s.batch_size, "effective_batch_size": data.bs,
+        "steps_per_epoch": data.steps_per_epoch, "shuffle": s.shuffle, "shuffled": buf.shuffled, "seed": s.seed,
+        "dtype": s.dtype, "init": "dict" if isinstance(s.init, dict) else s.init, "trace": s.trace,
+        "trace_every": s.trace_every, "trace_budget": s.trace_budget, "n_samples": data.n, "n_features": data.d,
+        "n_params": data.P, "standardize": s.scale_kind, "standardize_y": s.standardize_y, "winsorize": s.winsorize,
+        "winsorize_y": s.winsorize_y, "x_scaler": data.x_scaler.describe(), "y_scaler": data.y_scaler.describe(),
+        "validation": (None if s.validation is None else s.validation if isinstance(s.validation, float)
+                       else "given"), "n_validation": int(data.Xv.shape[0]),
+        "early_stopping": s.early_stopping, "min_delta": s.min_delta, "restore_best": s.restore_best,
+        "clip_grad_norm": s.clip_grad_norm, "clip_grad_value": s.clip_grad_value, "l1": s.l1, "l2": s.l2,
+        "flavor": s.flavor,
+        "schedule": s.schedule, **s.sched, "step_lrs": s.step_lrs is not None, "device": s.device,
+        "progress": s.progress, "threads": s.threads,
+        "resumed": None if previous is None else {
+            "from_epoch": buf.e_first, "from_step": t_first, "offset": buf.cont.offset, "changed": resumed_changes},
+        "checkpoint": None if s.checkpoint is None else os.fspath(s.checkpoint),
+        "checkpoint_every": s.checkpoint_every,
+        # the CUDA path that ran (minireg/cuda/onelaunch.py: "one-launch" or "multi-launch") and why
+        **({"cuda_path": cuda_path, "cuda_path_why": cuda_path_why} if s.device == "cuda" else {}),
+    }
+
+
 def run(s, data, buf, previous, resumed_changes, started, inputs):
     """Stage 4: the compiled loop, a chunk of epochs per call, with the per-epoch controls (plateau,
     early stopping, checkpoints, progress bar, Ctrl-C) between the calls; then stage 5, the result."""
@@ -580,34 +646,13 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
     def snapshot():
         """The run so far, as a TrainResult (for a checkpoint and for the end)."""
         result = _result(s, data, buf, t, row, e0, offset, perm, rng_before, done, diverged_at, interrupted,
-                         previous, config_of(), started, compile_seconds, inputs)
+                         previous, config(), started, compile_seconds, inputs)
         result.setup_seconds = setup_seconds or 0.0
         return result
 
-    def config_of():
-        return {
-            "model": s.model, "sizes": s.layout.sizes, "hidden": s.hidden, "activation": s.activation,
-            "loss": s.loss, "delta": s.delta, "optimizer": s.optimizer, "lr": s.lr, **s.hparams,
-            "epochs": buf.total, "batch_size": s.batch_size, "effective_batch_size": data.bs,
-            "steps_per_epoch": data.steps_per_epoch, "shuffle": s.shuffle, "shuffled": buf.shuffled, "seed": s.seed,
-            "dtype": s.dtype, "init": "dict" if isinstance(s.init, dict) else s.init, "trace": s.trace,
-            "trace_every": s.trace_every, "trace_budget": s.trace_budget, "n_samples": data.n, "n_features": data.d,
-            "n_params": data.P, "standardize": s.scale_kind, "standardize_y": s.standardize_y, "winsorize": s.winsorize,
-            "winsorize_y": s.winsorize_y, "x_scaler": data.x_scaler.describe(), "y_scaler": data.y_scaler.describe(),
-            "validation": (None if s.validation is None else s.validation if isinstance(s.validation, float)
-                           else "given"), "n_validation": int(data.Xv.shape[0]),
-            "early_stopping": s.early_stopping, "min_delta": s.min_delta, "restore_best": s.restore_best,
-            "clip_grad_norm": s.clip_grad_norm, "clip_grad_value": s.clip_grad_value, "l1": s.l1, "l2": s.l2,
-            "flavor": s.flavor,
-            "schedule": s.schedule, **s.sched, "step_lrs": s.step_lrs is not None, "device": s.device,
-            "progress": s.progress, "threads": s.threads,
-            "resumed": None if previous is None else {
-                "from_epoch": buf.e_first, "from_step": t_first, "offset": buf.cont.offset, "changed": resumed_changes},
-            "checkpoint": None if s.checkpoint is None else os.fspath(s.checkpoint),
-            "checkpoint_every": s.checkpoint_every,
-            # the CUDA path that ran (minireg/cuda/onelaunch.py: "one-launch" or "multi-launch") and why
-            **({"cuda_path": ctx.path, "cuda_path_why": ctx.path_why} if s.device == "cuda" else {}),
-        }
+    def config():
+        return config_of(s, data, buf, previous, resumed_changes, t_first,
+                         *((ctx.path, ctx.path_why) if ctx is not None else ()))
 
     rng_before = buf.shuffle_rng.bit_generator.state
     compile_seconds, setup_seconds = 0.0, None
@@ -621,23 +666,10 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
             if buf.shuffled:
                 order = np.empty((ne, data.n), np.int64)
                 for k in range(ne):
-                    if k == 0 and perm is not None:
-                        order[k] = perm
-                    elif s.order is not None:  # the rows' order given for each epoch of this call
-                        order[k] = s.order[e0 + k - buf.e_first]
-                    else:
-                        order[k] = buf.shuffle_rng.permutation(data.n)
+                    order[k] = perm if k == 0 and perm is not None else epoch_order(s, data, buf, e0 + k)
             else:
                 order = buf.work[6][:data.n].reshape(1, data.n)
-            # the steps of this call's first epoch, and of all its epochs
-            first_steps = _steps(data.n, data.bs, offset, 1, data.steps_per_epoch)
-            steps = _steps(data.n, data.bs, offset, ne, data.steps_per_epoch)
-            if s.step_lrs is not None:
-                lrs = s.step_lrs[lrs_from:lrs_from + steps]
-                buf.lr_history[e0:e0 + ne] = np.concatenate([[lrs[0]], lrs[first_steps::data.steps_per_epoch]])[:ne]
-            else:
-                lrs = np.array([buf.plateau.lr]) if buf.plateau else buf.lrs_all[e0:e0 + ne]
-                buf.lr_history[e0:e0 + ne] = lrs
+            lrs, steps = call_lrs(s, data, buf, e0, ne, offset, lrs_from)
             # the rows this call can write get their pages faulted in on a helper thread meanwhile
             tables = (buf.tr_index, buf.tr_scalars, buf.tr_params, buf.tr_grad, buf.tr_update, buf.tr_state)
             prefault = Prefault(tables, row, row + -(-steps // s.trace_every) + 1) if s.trace is not False else None

@@ -550,3 +550,97 @@ def test_one_launch_ctrl_c_between_launches_then_resume_mid_epoch(monkeypatch):
     whole = minireg.train(X, y, device="cpu", epochs=4, **kw)
     assert rest.config["cuda_path"] == "one-launch"
     assert_same_run(whole, rest)
+
+
+# ------------------------------------------------------------------------------------------------
+# sweeps on the GPU (minireg/cuda/many.py): runs side by side, one block each, in one launch
+
+def _alone_on_cpu(X, y, params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return minireg.train(X, y, **{**params, "device": "cpu", "progress": False})
+
+
+def _same_as_alone(X, y, params, rg):
+    rc = _alone_on_cpu(X, y, params)
+    assert_same_run(rc, rg)
+    assert rg.continuation.rng_state == rc.continuation.rng_state  # a resumed run draws the same orders
+    assert rg.continuation.epoch == rc.continuation.epoch and rg.continuation.t == rc.continuation.t
+    return rc
+
+
+def test_sweep_on_the_gpu_trains_lr_and_seed_side_by_side_in_one_launch(monkeypatch):
+    # shuffled batches (each seed its own orders and init), a full trace, given validation rows, and
+    # one lr whose runs diverge in epochs 1 and 2 while the others go on to epoch 5; train() draws the
+    # orders of 2 epochs per call here (shrunk): a diverged run's stream stops after its call's epochs
+    import importlib
+    monkeypatch.setattr(importlib.import_module("minireg.train"), "_MAX_ORDER_ENTRIES", 2 * 12)
+    launches, _counters = _count_one_launch_kernels(monkeypatch)
+    X, y = nonlinear_data(16, 3)
+    fixed = dict(model="mlp", hidden=(3,), activation="relu", epochs=6, batch_size=5, optimizer="sgd", momentum=0.9,
+                 trace=True, validation=(X[12:], y[12:]), device="cuda")
+    Xt, yt = X[:12], y[:12]
+    grid = {"lr": [0.05, 20.0], "seed": [0, 1, 2]}  # lr=20 diverges at steps 7, 5, 7 (epochs 2, 1, 2)
+    sw = minireg.sweep(Xt, yt, grid=grid, diagnose=False, **fixed)
+    assert launches() == 1 and len(sw) == 6
+    diverged = 0
+    for cfg, rg in zip(sw.configs, sw.results, strict=True):
+        assert rg.config["cuda_path"] == "one-launch" and "6 runs side by side" in rg.config["cuda_path_why"]
+        _same_as_alone(Xt, yt, {**fixed, **cfg}, rg)
+        diverged += rg.diverged
+    assert diverged == 3 and [r.diverged_at for r in sw.results[3:]] == [7, 5, 7]
+    rows = sw.records()
+    assert [r["diverged"] for r in rows] == [False, False, False, True, True, True]
+
+
+def test_sweep_on_the_gpu_groups_what_can_share_a_launch():
+    # two batch sizes: two launches; early stopping cannot share one (a decision per epoch on the
+    # host): it runs alone through train(); device in the grid: the CPU runs go the CPU way
+    X, y = nonlinear_data(10, 2)
+    fixed = dict(optimizer="adam", epochs=3, trace="norms")
+    sw = minireg.sweep(X, y, grid={"batch_size": [4, None], "lr": [0.01, 0.1]}, device="cuda", diagnose=False,
+                       **fixed)
+    for cfg, rg in zip(sw.configs, sw.results, strict=True):
+        assert "2 runs side by side" in rg.config["cuda_path_why"]
+        _same_as_alone(X, y, {**fixed, **cfg}, rg)
+    sw = minireg.sweep(X, y, grid={"lr": [0.01, 0.1]}, device="cuda", diagnose=False, validation=0.3,
+                       early_stopping=1, **fixed)
+    for cfg, rg in zip(sw.configs, sw.results, strict=True):
+        assert "side by side" not in rg.config["cuda_path_why"]
+        _same_as_alone(X, y, {**fixed, **cfg, "validation": 0.3, "early_stopping": 1}, rg)
+    sw = minireg.sweep(X, y, grid={"device": ["cpu", "cuda"], "lr": [0.01, 0.1]}, diagnose=False, n_jobs=1, **fixed)
+    assert [r.config["device"] for r in sw.results] == ["cpu", "cpu", "cuda", "cuda"]
+    for i in range(2):
+        assert_same_run(sw.results[i], sw.results[i + 2])
+
+
+def test_sweep_on_the_gpu_ctrl_c_returns_resumable_runs(monkeypatch):
+    from minireg.cuda import many, onelaunch
+    monkeypatch.setattr(onelaunch, "TABLE_BYTES", 2 * 4 * 4 * 8)  # SGD, two lr tables: 4 steps a launch
+    stops, run = [], onelaunch.RunSet.run
+
+    def run_then_ctrl_c(self, *a):
+        stops.append(a[-1])
+        return run(self, *a)
+
+    fills, fill = [], onelaunch._fill_table
+
+    def fill_then_ctrl_c(*a):
+        fills.append(1)
+        if len(fills) == 3:  # two tables a launch: Ctrl-C while the second launch runs
+            stops[-1][0] = 1
+        return fill(*a)
+
+    monkeypatch.setattr(onelaunch.RunSet, "run", run_then_ctrl_c)
+    monkeypatch.setattr(onelaunch, "_fill_table", fill_then_ctrl_c)
+    X, y = nonlinear_data(10, 3)
+    fixed = dict(optimizer="sgd", momentum=0.5, batch_size=4, epochs=4, trace=True, device="cuda")
+    runs = [dict(fixed, lr=lr, seed=seed) for lr, seed in ((0.01, 0), (0.05, 1))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InterruptedWarning)
+        parts = many.train_many(X, y, runs)
+    monkeypatch.setattr(onelaunch, "_fill_table", fill)
+    for kw, part in zip(runs, parts, strict=True):
+        assert part.interrupted and part.n_steps == 8 and part.continuation.offset == 8  # inside epoch 2
+        rest = minireg.train(X, y, resume=part, epochs=2)
+        _same_as_alone(X, y, kw, rest)

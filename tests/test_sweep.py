@@ -143,6 +143,21 @@ def test_grid_is_validated_before_anything_runs(data, monkeypatch, grid, fixed, 
         minireg.sweep(*data, grid=grid, n_jobs=1, **fixed)
 
 
+def test_a_gpu_sweep_refuses_cpu_worker_settings_and_bad_values_before_anything_runs(data, monkeypatch):
+    def never(*a, **k):
+        raise AssertionError("a run started")
+    monkeypatch.setattr(SWEEP, "_run_one", never)
+    monkeypatch.setattr(SWEEP, "_run_on_gpu", never)
+    with pytest.raises(ValueError, match="device='cuda'.*client="):
+        minireg.sweep(*data, grid={"lr": [0.1]}, device="cuda", client=object())
+    with pytest.raises(ValueError, match="n_jobs=2 sets CPU worker processes.*Leave n_jobs out"):
+        minireg.sweep(*data, grid={"lr": [0.1]}, device="cuda", n_jobs=2)
+    with pytest.raises(ValueError, match="sweep configuration .*lr must be a finite number"):
+        minireg.sweep(*data, grid={"lr": [0.1, -1.0]}, device="cuda")
+    with pytest.raises(ValueError, match="sweep configuration .*device='gpu' is not one of"):
+        minireg.sweep(*data, grid={"device": ["cpu", "gpu"]})
+
+
 def test_memory_budget(data, monkeypatch):
     monkeypatch.setattr(SWEEP, "_run_one", lambda *a, **k: pytest.fail("a run started"))
     X, y = data
