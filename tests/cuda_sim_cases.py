@@ -150,7 +150,7 @@ def _record_kernel_signatures(path):
     import numba
     from minireg.cuda import models, onelaunch, optimizers, reduce
 
-    seen = set()
+    seen = {}
 
     def type_of(a):
         a = getattr(a, "_ary", a)  # the simulator's device arrays wrap a numpy array
@@ -168,8 +168,11 @@ def _record_kernel_signatures(path):
 
             def call(*args):
                 # the argument types, pickled: Hyper and step-scalar tuples have no signature string
-                sig = base64.b64encode(pickle.dumps(tuple(type_of(a) for a in args))).decode()
-                seen.add((self.module, self.name, sig))
+                # (kept once per distinct types: equal types can pickle to different bytes)
+                argtypes = tuple(type_of(a) for a in args)
+                key = (self.module, self.name, argtypes)
+                if key not in seen:
+                    seen[key] = base64.b64encode(pickle.dumps(argtypes)).decode()
                 return launch(*args)
             return call
 
@@ -185,7 +188,7 @@ def _record_kernel_signatures(path):
 
     def dump():
         with open(path, "w") as f:
-            json.dump(sorted(seen), f, indent=0)
+            json.dump(sorted((module, name, sig) for (module, name, _), sig in seen.items()), f, indent=0)
     atexit.register(dump)
 
 

@@ -81,16 +81,16 @@ import importlib
 done = set()
 for path in sys.argv[1:]:
     for module, name, sig in json.load(open(path)):
-        if (module, name, sig) in done:
+        argtypes = pickle.loads(base64.b64decode(sig))
+        if (module, name, argtypes) in done:  # equal types may pickle to different bytes
             continue
-        done.add((module, name, sig))
+        done.add((module, name, argtypes))
         mod = importlib.import_module(module)
         if ":" in name:  # STEP:<optim module>, KERNELS:<optim module>: a kernel per optimizer
             table, key = name.split(":")
             kern = getattr(mod, table)[importlib.import_module(key)]
         else:
             kern = getattr(mod, name)
-        argtypes = pickle.loads(base64.b64decode(sig))
         try:
             ptx, _ = cuda.compile_ptx(kern.py_func, nbtypes.void(*argtypes), cc=(8, 0))
         except Exception as e:
