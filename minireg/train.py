@@ -38,7 +38,8 @@ _collect = contextvars.ContextVar("minireg_train_collect", default=False)
 
 class Prepared(NamedTuple):
     """A run checked, prepared and allocated by train() (stages 1-3), not yet trained: what
-    ``run(*prepared)`` trains, and what minireg.cuda.many trains side by side with others."""
+    ``trained()`` trains as train() would, and what minireg.cuda.many trains side by side with
+    others. X64, y64: the data as resolve() returned it (before the validation split and scaling)."""
     s: object
     data: object
     buf: object
@@ -46,6 +47,20 @@ class Prepared(NamedTuple):
     resumed_changes: object
     started: object
     inputs: object
+    X64: object
+    y64: object
+
+    def trained(self):
+        """Stage 4 and 5: the TrainResult."""
+        return run(self.s, self.data, self.buf, self.previous, self.resumed_changes, self.started, self.inputs)
+
+
+def checked_lr(lr, dtype):
+    """resolve()'s checks of a given lr: a real > 0 that the run dtype holds (minireg.cuda.many
+    re-checks the lr of a configuration that differs from a resolved one only there)."""
+    lr = V.real("lr", lr, low=0.0, low_open=True)
+    V.scalar_fits_float32("lr", lr, dtype, positive=True, zero_means=", so the run would not move")
+    return lr
 
 
 class EpochOrder:
@@ -227,8 +242,8 @@ def train(X, y, *, model="linear", hidden=(10,), activation="relu", loss="mse", 
     call["seed"] = s.seed  # a drawn seed is recorded, so a re-run sees the same init and batches
     data = prepare(s, X64, y64, previous)
     buf = allocate(s, data, previous, resumed_changes)
-    prepared = Prepared(s, data, buf, previous, resumed_changes, started, RunInputs(X, y, call))
-    return prepared if _collect.get() else run(*prepared)
+    prepared = Prepared(s, data, buf, previous, resumed_changes, started, RunInputs(X, y, call), X64, y64)
+    return prepared if _collect.get() else prepared.trained()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ through train()'s own loop.
 Ctrl-C: the host sees it between launches; the groups and runs finished before are returned, the
 rest are not run (the sweep reports ``interrupted``).
 """
+import dataclasses
 import hashlib
 import importlib
 import time
@@ -24,6 +25,7 @@ import warnings
 
 import numpy as np
 
+from .. import _validate as V
 from ..kernels import losses
 from ..kernels.loop import TRACE_OFF
 from . import onelaunch
@@ -35,18 +37,67 @@ T = importlib.import_module("minireg.train")
 def prepare_many(X, y, runs, label="configuration"):
     """train(X, y, **kw, progress=False)'s stages 1-3 for every kw of ``runs`` (no progress bars: a
     run's calls then cover ``buf.chunk`` epochs each): a list of train.Prepared. Raises what train()
-    raises for a bad argument, naming the configuration (``label`` and its arguments)."""
+    raises for a bad argument, naming the configuration (``label`` and its arguments).
+
+    A configuration that differs from an earlier one only in a given number ``lr`` and an integer
+    ``seed`` (the common sweep) takes that one's resolved settings with its own lr and seed (checked
+    as resolve() checks them), then train()'s own prepare() and allocate(): resolve() checks the
+    data and every argument again, the larger part of preparing a small run."""
     token = T._collect.set(True)
+    out, resolved = [], {}
     try:
-        out = []
         for kw in runs:
+            kw = {**kw, "progress": False}
             try:
-                out.append(T.train(X, y, **{**kw, "progress": False}))
+                key = _same_but_lr_and_seed(kw)
+                ref = resolved.get(key) if key is not None else None
+                if ref is not None:
+                    out.append(_like(ref, kw, X, y))
+                    continue
+                p = T.train(X, y, **kw)
+                if key is not None and p.previous is None:
+                    resolved[key] = p
+                out.append(p)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"{label} {kw!r}: {exc}") from exc
         return out
     finally:
         T._collect.reset(token)
+
+
+_SIMPLE = (type(None), bool, int, float, str, np.integer, np.floating, np.bool_)
+
+
+def _same_but_lr_and_seed(kw):
+    """A key shared by the configurations equal to kw but for their lr and seed values, or None
+    when kw has a value that cannot be compared so (an array, a dict) or lr/seed of another kind."""
+    if not isinstance(kw.get("lr", 0.0), (int, float, np.integer, np.floating)) or isinstance(kw.get("lr"), bool):
+        return None
+    if not isinstance(kw.get("seed", 0), (int, np.integer)) or isinstance(kw.get("seed"), bool):
+        return None
+    items = []
+    for k, v in kw.items():
+        if k in ("lr", "seed"):
+            continue
+        if isinstance(v, tuple) and all(isinstance(u, _SIMPLE) for u in v):
+            v = ("tuple", *v)
+        elif not isinstance(v, _SIMPLE):
+            return None
+        items.append((k, type(v).__name__, v))
+    return frozenset(kw), tuple(sorted(items, key=lambda kv: kv[0]))
+
+
+def _like(ref, kw, X, y):
+    """The Prepared of kw, which equals ref's configuration but for lr and seed."""
+    started = time.perf_counter()
+    s = ref.s
+    lr = T.checked_lr(kw["lr"], s.dtype) if "lr" in kw else s.lr
+    seed = V.integer("seed", kw["seed"], 0) if "seed" in kw else s.seed
+    s = dataclasses.replace(s, lr=lr, seed=seed)
+    data = T.prepare(s, ref.X64, ref.y64, None)
+    buf = T.allocate(s, data, None, {})
+    call = {**ref.inputs.kwargs, "lr": kw.get("lr", ref.inputs.kwargs["lr"]), "seed": seed}
+    return T.Prepared(s, data, buf, None, {}, started, T.RunInputs(X, y, call), ref.X64, ref.y64)
 
 
 def _digest(*arrays):
@@ -210,5 +261,5 @@ def train_many(X, y, runs, on_result=None, label="configuration"):
     for i in alone:  # train()'s own loop, which catches Ctrl-C itself
         if stopped:
             break
-        stopped = done(i, T.run(*prepared[i]))
+        stopped = done(i, prepared[i].trained())
     return results
