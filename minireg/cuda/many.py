@@ -19,7 +19,6 @@ rest are not run (the sweep reports ``interrupted``).
 """
 import dataclasses
 import hashlib
-import importlib
 import time
 import warnings
 
@@ -28,10 +27,10 @@ import numpy as np
 from .. import _validate as V
 from ..kernels import losses
 from ..kernels.loop import TRACE_OFF
+from ..resume import Interrupt
+from ..train import (DivergenceWarning, InterruptedWarning, Prepared, RunInputs, _collect, _result, _user_stacklevel,
+                     allocate, call_lrs, checked_lr, config_of, epoch_order, prepare, train)
 from . import onelaunch
-
-# the module, not the function that minireg exports under the same name
-T = importlib.import_module("minireg.train")
 
 
 def prepare_many(X, y, runs, label="configuration"):
@@ -43,7 +42,7 @@ def prepare_many(X, y, runs, label="configuration"):
     ``seed`` (the common sweep) takes that one's resolved settings with its own lr and seed (checked
     as resolve() checks them), then train()'s own prepare() and allocate(): resolve() checks the
     data and every argument again, the larger part of preparing a small run."""
-    token = T._collect.set(True)
+    token = _collect.set(True)
     out, resolved = [], {}
     try:
         for kw in runs:
@@ -54,7 +53,7 @@ def prepare_many(X, y, runs, label="configuration"):
                 if ref is not None:
                     out.append(_like(ref, kw, X, y))
                     continue
-                p = T.train(X, y, **kw)
+                p = train(X, y, **kw)
                 if key is not None and p.previous is None:
                     resolved[key] = p
                 out.append(p)
@@ -62,7 +61,7 @@ def prepare_many(X, y, runs, label="configuration"):
                 raise type(exc)(f"{label} {kw!r}: {exc}") from exc
         return out
     finally:
-        T._collect.reset(token)
+        _collect.reset(token)
 
 
 _SIMPLE = (type(None), bool, int, float, str, np.integer, np.floating, np.bool_)
@@ -91,13 +90,13 @@ def _like(ref, kw, X, y):
     """The Prepared of kw, which equals ref's configuration but for lr and seed."""
     started = time.perf_counter()
     s = ref.s
-    lr = T.checked_lr(kw["lr"], s.dtype) if "lr" in kw else s.lr
+    lr = checked_lr(kw["lr"], s.dtype) if "lr" in kw else s.lr
     seed = V.integer("seed", kw["seed"], 0) if "seed" in kw else s.seed
     s = dataclasses.replace(s, lr=lr, seed=seed)
-    data = T.prepare(s, ref.X64, ref.y64, None)
-    buf = T.allocate(s, data, None, {})
+    data = prepare(s, ref.X64, ref.y64, None)
+    buf = allocate(s, data, None, {})
     call = {**ref.inputs.kwargs, "lr": kw.get("lr", ref.inputs.kwargs["lr"]), "seed": seed}
-    return T.Prepared(s, data, buf, None, {}, started, T.RunInputs(X, y, call), ref.X64, ref.y64)
+    return Prepared(s, data, buf, None, {}, started, RunInputs(X, y, call), ref.X64, ref.y64)
 
 
 def _digest(*arrays):
@@ -147,7 +146,7 @@ class _Orders:
             for r, p in enumerate(self.group):
                 if e % p.buf.chunk == 0:
                     self.starts[r][e] = p.buf.shuffle_rng.bit_generator.state
-                out[r, e - e_from] = T.epoch_order(p.s, p.data, p.buf, e)
+                out[r, e - e_from] = epoch_order(p.s, p.data, p.buf, e)
             self.last = out[:, e - e_from].copy()
             self.next += 1
         return out
@@ -183,7 +182,7 @@ def run_group(group, stop=None):
                           buf0.state.shape[0], s0.dtype)
     tables, tab_of, keys = [], [], {}
     for p in group:
-        lrs, _ = T.call_lrs(p.s, p.data, p.buf, 0, total, 0, 0)
+        lrs, _ = call_lrs(p.s, p.data, p.buf, 0, total, 0, 0)
         base = onelaunch.call_lrs(lrs, p.s.step_lrs is not None, 0, total, 0, spe)
         key = (base.tobytes(), float(p.buf.power))
         if key not in keys:
@@ -215,14 +214,14 @@ def run_group(group, stop=None):
             warnings.warn(
                 f"training interrupted (Ctrl-C) after {t} steps, in epoch {e_at}: the result holds the run so far "
                 "(interrupted=True); train(X, y, resume=result, epochs=...) continues it exactly.",
-                T.InterruptedWarning, stacklevel=T._user_stacklevel())
+                InterruptedWarning, stacklevel=_user_stacklevel())
         if div >= 0:
             warnings.warn(
                 f"training diverged at step {div} (epoch {done}): the loss or the parameters became NaN/inf; the "
-                "run stopped there. See result.diverged_at and result.trace.", T.DivergenceWarning,
-                stacklevel=T._user_stacklevel())
-        config = T.config_of(s, data, buf, None, p.resumed_changes, 0, onelaunch.PATH_ONE, why)
-        results.append(T._result(s, data, buf, t, row, e_at, offset, perm, buf.shuffle_rng.bit_generator.state, done,
+                "run stopped there. See result.diverged_at and result.trace.", DivergenceWarning,
+                stacklevel=_user_stacklevel())
+        config = config_of(s, data, buf, None, p.resumed_changes, 0, onelaunch.PATH_ONE, why)
+        results.append(_result(s, data, buf, t, row, e_at, offset, perm, buf.shuffle_rng.bit_generator.state, done,
                                  div if div >= 0 else -1, interrupted, None, config,
                                  time.perf_counter() - share, 0.0, p.inputs))
     return results
@@ -234,7 +233,6 @@ def train_many(X, y, runs, on_result=None, label="configuration"):
     finishes (the runs of a group finish together). Ctrl-C stops at the next launch: the runs of that
     group come back with ``interrupted=True`` (resumable, as from train()), None for the runs not
     started."""
-    from ..resume import Interrupt
     prepared = prepare_many(X, y, runs, label)
     results = [None] * len(prepared)
     groups, alone = {}, []
