@@ -219,6 +219,14 @@ def test_threads_per_block_beyond_what_the_kernels_fit_is_refused():
         assert r.returncode != 0 and "MINIREG_CUDA_TPB" in r.stderr and "between 1 and 256" in r.stderr, r.stderr
 
 
+def test_a_bad_one_launch_setting_is_refused_before_any_work():
+    for env, needle in ((dict(MINIREG_CUDA_ONE_LAUNCH="sometimes"), "must be one of auto, always, never"),
+                        (dict(MINIREG_CUDA_ONE_LAUNCH_WORK="lots"), "MINIREG_CUDA_ONE_LAUNCH_WORK='lots'")):
+        r = subprocess.run([sys.executable, "-c", _TRAIN_ON_CUDA], cwd=ROOT,
+                           env=_clean_env(NUMBA_ENABLE_CUDASIM="1", **env), capture_output=True, text=True, timeout=300)
+        assert r.stdout.startswith("VALUEERROR") and needle in r.stdout, r.stdout + r.stderr
+
+
 def test_unknown_device_is_refused():
     import minireg
     from minireg import datasets

@@ -36,6 +36,7 @@ def require_gpu():
     if ok:
         if not simulated():
             _require_working_target()
+        from . import _config  # noqa: F401  (a bad MINIREG_CUDA_* setting is reported now, before any work)
         return
     reason = ""
     try:
