@@ -286,7 +286,7 @@ def test_import_is_light_and_compiles_nothing():
 
 # minireg modules imported inside functions on purpose, so that `import minireg` stays light (the test
 # above): scikit-learn's estimator, and the CUDA backend, which loads numba.cuda
-LAZY_MODULES = {"minireg.sklearn", "minireg.cuda", "minireg.cuda.loop", "minireg.cuda.many"}
+LAZY_MODULES = {"minireg.sklearn", "minireg.cuda", "minireg.cuda._config", "minireg.cuda.loop", "minireg.cuda.many"}
 
 
 def _minireg_imports():
