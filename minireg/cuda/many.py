@@ -44,6 +44,7 @@ def prepare_many(X, y, runs, label="configuration"):
     data and every argument again, the larger part of preparing a small run."""
     token = _collect.set(True)
     out, resolved = [], {}
+    setup_seconds.clear()
     try:
         for kw in runs:
             kw = {**kw, "progress": False}
@@ -51,11 +52,12 @@ def prepare_many(X, y, runs, label="configuration"):
                 key = _same_but_lr_and_seed(kw)
                 ref = resolved.get(key) if key is not None else None
                 if ref is not None:
-                    out.append(_like(ref, kw, X, y))
-                    continue
-                p = train(X, y, **kw)
-                if key is not None and p.previous is None:
-                    resolved[key] = p
+                    p = _like(ref, kw, X, y)
+                else:
+                    p = train(X, y, **kw)
+                    if key is not None and p.previous is None:
+                        resolved[key] = p
+                setup_seconds[id(p)] = time.perf_counter() - p.started
                 out.append(p)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"{label} {kw!r}: {exc}") from exc
@@ -64,6 +66,8 @@ def prepare_many(X, y, runs, label="configuration"):
         _collect.reset(token)
 
 
+# each Prepared's stages 1-3 in seconds (result.setup_seconds), by id, for the last prepare_many
+setup_seconds = {}
 _SIMPLE = (type(None), bool, int, float, str, np.integer, np.floating, np.bool_)
 
 
@@ -221,9 +225,13 @@ def run_group(group, stop=None):
                 "run stopped there. See result.diverged_at and result.trace.", DivergenceWarning,
                 stacklevel=_user_stacklevel())
         config = config_of(s, data, buf, None, p.resumed_changes, 0, onelaunch.PATH_ONE, why)
-        results.append(_result(s, data, buf, t, row, e_at, offset, perm, buf.shuffle_rng.bit_generator.state, done,
-                                 div if div >= 0 else -1, interrupted, None, config,
-                                 time.perf_counter() - share, 0.0, p.inputs))
+        # seconds, as train()'s: its own checks, scaling and buffers, and its share of the group's launches
+        setup = setup_seconds.get(id(p), 0.0)
+        result = _result(s, data, buf, t, row, e_at, offset, perm, buf.shuffle_rng.bit_generator.state, done,
+                         div if div >= 0 else -1, interrupted, None, config, time.perf_counter() - share - setup, 0.0,
+                         p.inputs)
+        result.setup_seconds = setup
+        results.append(result)
     return results
 
 
