@@ -36,6 +36,12 @@ import bench_engine as E  # noqa: E402  (minireg, torch and sklearn imports, wor
 minireg = E.minireg
 torch = E.torch
 REPEATS = 3
+# the names for the parts, and bench_engine's keys of their workloads (renamed there in 856d061)
+KEYS = {"W5": "linear-1M-full", "W6": "mlp64-200k-full", "W3b": "linear-batch1"}
+
+
+def workload(part):
+    return next(w for w in E.WORKLOADS if w.key == KEYS.get(part, part))
 
 
 def best(fn, repeats=REPEATS):
@@ -92,7 +98,7 @@ def minireg_run(wl, X, y, **kw):
 
 
 def fixed_costs(rows):
-    wl = next(w for w in E.WORKLOADS if w.key == "W5")
+    wl = workload("W5")
     X, y = E.make_data(wl)
     run = minireg_run(wl, X, y)
     step, t1 = per_step(run, 4)
@@ -111,7 +117,7 @@ def fixed_costs(rows):
 
 
 def large(key, rows, bw, flops):
-    wl = next(w for w in E.WORKLOADS if w.key == key)
+    wl = workload(key)
     X, y = E.make_data(wl)
     k = 4
     res = {}
@@ -131,7 +137,7 @@ def large(key, rows, bw, flops):
 
 
 def batch1(rows):
-    wl = next(w for w in E.WORKLOADS if w.key == "W3b")
+    wl = workload("W3b")
     X, y = E.make_data(wl)
     k = 20
     m = per_step(minireg_run(wl, X, y), k)[0] / wl.n
@@ -191,7 +197,7 @@ def main():
         bw = fixed_costs(rows)
     if "W5" in parts or "W6" in parts:
         if bw is None:
-            X, _ = E.make_data(next(w for w in E.WORKLOADS if w.key == "W5"))
+            X, _ = E.make_data(workload("W5"))
             bw = read_bandwidth(X)
             del X
         flops = matmul_flops()
