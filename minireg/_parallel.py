@@ -10,8 +10,6 @@ figure bit for bit, so it does not change any result.
 ``threads=None`` (train's default): every core numba may use when the run takes the large path,
 else one. The results do not depend on the number of threads.
 """
-import itertools
-
 import numba
 import numpy as np
 
@@ -49,12 +47,16 @@ def plan(layout, n, n_val, bs, threads, dtype, tile=TILE):
     nthreads = resolve_threads(threads, True)
     workers = nthreads  # tiled.py spreads the tiles over one worker per thread
     _, _, _, aoff_t, nacts_t = layout.kernel_arrays(tile)
-    max_pair = max(a * b for a, b in itertools.pairwise(layout.sizes))
+    # an MLP tile's blocks (kernels/tiled.py _mlp_tile): its inputs and each hidden layer's outputs
+    # with a column of ones, then the predictions
+    goff = np.concatenate([[0], np.cumsum([tile * (fi + 1) for fi in layout.sizes[:-1]])]).astype(np.int64)
+    nbuf = max(nacts_t, int(goff[-1]) + tile)
     tiles = -(-bs // tile) if use_step else 1
-    big = (tile, aoff_t, np.zeros((tiles, P + 1), dtype), np.zeros((workers, nacts_t), dtype),
-           np.zeros((workers, nacts_t), dtype), np.zeros((workers, max_pair), dtype),
+    big = (tile, aoff_t, np.zeros((tiles, P + 1), dtype), np.zeros((workers, nbuf), dtype),
+           np.zeros((workers, nbuf), dtype), np.zeros(P, dtype),
            np.zeros(max(n, n_val) if use_loss else 1, dtype), np.zeros(2, dtype),
-           step_rows if use_step else np.iinfo(np.int64).max, loss_rows if use_loss else np.iinfo(np.int64).max)
+           step_rows if use_step else np.iinfo(np.int64).max, loss_rows if use_loss else np.iinfo(np.int64).max,
+           goff)
     return big, nthreads
 
 
