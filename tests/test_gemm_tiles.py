@@ -54,10 +54,10 @@ def test_product_matches_numpy(dtype):
     for (P, Q, K), a_rows, acc in itertools.product(SHAPES, (True, False), (False, True)):
         A, sap, sak, B, sbk, C, scp, Am, Bm = _operands(rng, dtype, P, Q, K, a_rows)
         before = C.copy()
-        product(A, 3, sap, sak, B, 2, sbk, K, C, 5, scp, P, Q, acc)
+        product(A, 3, sap, sak, B, 2, sbk, K, C, 5, scp, P, Q, acc, False)
         want = Am.astype(np.float64) @ Bm + (_block(before, scp, P, Q) if acc else 0)
         got = _block(C, scp, P, Q)
-        assert np.abs(got - want).max() <= tol * max(1.0, np.abs(want).max()), (P, Q, K, a_rows, acc)
+        assert np.abs(got - want).max() <= tol * max(1.0, np.abs(want).max()), (P, Q, K, a_rows, acc, False)
         outside = np.ones(C.size, bool)
         for p in range(P):
             outside[5 + p * scp:5 + p * scp + Q] = False
@@ -72,7 +72,7 @@ def test_product_entries_are_sums_in_order_with_fused_multiply_adds():
     rng = np.random.default_rng(1)
     P, Q, K = 9, 37, 70
     A, sap, sak, B, sbk, C, scp, Am, Bm = _operands(rng, np.float64, P, Q, K, True)
-    product(A, 3, sap, sak, B, 2, sbk, K, C, 5, scp, P, Q, False)
+    product(A, 3, sap, sak, B, 2, sbk, K, C, 5, scp, P, Q, False, False)
     full = _block(C, scp, P, Q)
     for p, q in ((0, 0), (3, 16), (8, 36), (4, 33)):
         s = Fraction(0)
@@ -82,17 +82,37 @@ def test_product_entries_are_sums_in_order_with_fused_multiply_adds():
     # one row, one column, or one entry at a time: the same bits as the whole block
     for p in range(P):
         row = np.zeros(Q)
-        product(A, 3 + p * sap, sap, sak, B, 2, sbk, K, row, 0, 0, 1, Q, False)
+        product(A, 3 + p * sap, sap, sak, B, 2, sbk, K, row, 0, 0, 1, Q, False, False)
         np.testing.assert_array_equal(row, full[p])
     for q in range(Q):
         col = np.zeros(P)
-        product(A, 3, sap, sak, B, 2 + q, sbk, K, col, 0, 1, P, 1, False)
+        product(A, 3, sap, sak, B, 2 + q, sbk, K, col, 0, 1, P, 1, False, False)
         np.testing.assert_array_equal(col, full[:, q])
     # the first 23 terms, then the other 47 continuing those sums: the product of all 70
     part = np.zeros(P * Q)
-    product(A, 3, sap, sak, B, 2, sbk, 23, part, 0, Q, P, Q, False)
-    product(A, 3 + 23 * sak, sap, sak, B, 2 + 23 * sbk, sbk, K - 23, part, 0, Q, P, Q, True)
+    product(A, 3, sap, sak, B, 2, sbk, 23, part, 0, Q, P, Q, False, False)
+    product(A, 3 + 23 * sak, sap, sak, B, 2 + 23 * sbk, sbk, K - 23, part, 0, Q, P, Q, True, False)
     np.testing.assert_array_equal(part.reshape(P, Q), full)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_product_relu_is_relu_of_the_sums(dtype):
+    """relu applied as the sums are stored, after the last chunk of a long sum: 0 where the sum is
+    <= 0 (-0 included), the sum elsewhere, NaN kept (activations.activate's relu), bit for bit."""
+    rng = np.random.default_rng(4)
+    for P, Q, K in ((9, 70, 130), (5, 17, 3), (4, 1, 65)):
+        A, sap, sak, B, sbk, C, scp, Am, Bm = _operands(rng, dtype, P, Q, K, True)
+        A[3 + 2 * sap] = np.nan  # row 2 is NaN throughout
+        A[3 + 1 * sap:3 + 1 * sap + K] = 0  # row 1: sums of zeros
+        plain, rect = C.copy(), C.copy()
+        product(A, 3, sap, sak, B, 2, sbk, K, plain, 5, scp, P, Q, False, False)
+        product(A, 3, sap, sak, B, 2, sbk, K, rect, 5, scp, P, Q, False, True)
+        sums = _block(plain, scp, P, Q)
+        want = np.where(sums <= 0, dtype(0), sums)
+        got = _block(rect, scp, P, Q)
+        np.testing.assert_array_equal(got, want)
+        assert np.isnan(got[2]).all() and not np.signbit(got[1]).any()
+        assert (got >= 0).sum() + np.isnan(got).sum() == got.size
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """Matrix products for the large-batch path's MLP tiles (kernels/tiled.py), blocked in registers.
 
-    product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc):
+    product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, relu):
         C[co + p·scp + q]  =  Σ_{k<K} A[ao + p·sap + k·sak] · B[bo + k·sbk + q]      (p < P, q < Q)
-        (with ``acc``: added to what C holds, as the continuation of the same sum)
+        (with ``acc``: added to what C holds, as the continuation of the same sum; with ``relu``:
+        relu of the sum stored, a hidden layer's activation without a pass of its own)
 
 Every entry of C is one sum over k in order, k = 0, 1, …, K−1, each term added with a fused
 multiply-add (``llvm.fmuladd``: one rounding where the CPU has FMA, a multiply and an add where it
@@ -38,17 +39,18 @@ _VECTOR_BYTES = 32  # 256-bit vectors (AVX2); LLVM splits them on narrower CPUs
 
 
 def _micro_kernel(mr, nv, vector):
-    """The intrinsic ``block(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, go_on)`` for a block of ``mr``
-    rows by ``nv`` vectors (``vector``: of 256 bits, else of one value) of C; ``go_on``: continue the
-    sums C holds instead of starting from 0."""
+    """The intrinsic ``block(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, go_on, relu)`` for a block of
+    ``mr`` rows by ``nv`` vectors (``vector``: of 256 bits, else of one value) of C; ``go_on``:
+    continue the sums C holds instead of starting from 0; ``relu``: store relu(sum) (0 where the sum
+    is <= 0, NaN kept: activations.activate's relu) instead of the sum."""
 
     @intrinsic
-    def block(typingctx, A, ao, sap, sak, B, bo, sbk, K, C, co, scp, go_on):
+    def block(typingctx, A, ao, sap, sak, B, bo, sbk, K, C, co, scp, go_on, relu):
         idx = types.intp
-        sig = types.void(A, idx, idx, idx, B, idx, idx, idx, C, idx, idx, types.boolean)
+        sig = types.void(A, idx, idx, idx, B, idx, idx, idx, C, idx, idx, types.boolean, types.boolean)
 
         def codegen(context, builder, signature, args):
-            a_arr, ao_, sap_, sak_, b_arr, bo_, sbk_, k_, c_arr, co_, scp_, go_on_ = args
+            a_arr, ao_, sap_, sak_, b_arr, bo_, sbk_, k_, c_arr, co_, scp_, go_on_, relu_ = args
             aty, bty, cty = signature.args[0], signature.args[4], signature.args[8]
             elem = context.get_value_type(aty.dtype)
             size = context.get_abi_sizeof(elem)
@@ -61,6 +63,7 @@ def _micro_kernel(mr, nv, vector):
             pb = cgutils.create_struct_proxy(bty)(context, builder, value=b_arr).data
             pc = cgutils.create_struct_proxy(cty)(context, builder, value=c_arr).data
             go_on_ = context.cast(builder, go_on_, signature.args[11], types.boolean)
+            relu_ = context.cast(builder, relu_, signature.args[12], types.boolean)
 
             def const(v):
                 return ir.Constant(i64, v)
@@ -93,7 +96,11 @@ def _micro_kernel(mr, nv, vector):
                         builder.store(builder.call(fmuladd, [x, bv[v], builder.load(accs[p][v])]), accs[p][v])
             for p in range(mr):
                 for v in range(nv):
-                    builder.store(builder.load(accs[p][v]), c_at(p, v), align=size)
+                    total = builder.load(accs[p][v])
+                    # a select, not a branch or a store skipped where relu keeps the value: LLVM made
+                    # such an in-place relu a masked store, which is slow on AMD CPUs
+                    rectified = builder.select(builder.fcmp_ordered("<=", total, zero), zero, total)
+                    builder.store(builder.select(relu_, rectified, total), c_at(p, v), align=size)
             return context.get_dummy_value()
         return sig, codegen
     return block
@@ -106,9 +113,10 @@ _S8, _S1 = _micro_kernel(8, 1, False), _micro_kernel(1, 1, False)
 
 
 @kernel
-def product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc):
+def product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, relu):
     """C[co + p·scp + q] = (C's value if ``acc``, else nothing) + Σ_{k<K} A[ao + p·sap + k·sak]·B[bo + k·sbk + q]
-    for p < P, q < Q; each sum over k in order with fused multiply-adds (module docstring)."""
+    for p < P, q < Q; each sum over k in order with fused multiply-adds (module docstring). With
+    ``relu``, relu of that is stored (a layer's activation, applied as the sums are stored)."""
     width = 32 // C.itemsize  # lanes of a 256-bit vector
     nk = max(1, K // KC)
     kc = max(1, (K + nk - 1) // nk)  # chunks of (about) equal length
@@ -118,24 +126,25 @@ def product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc):
         a0 = ao + k0 * sak
         b0 = bo + k0 * sbk
         go_on = acc or k0 > 0
+        last = relu and k0 + kn >= K
         for p0 in range(0, P - P % MR, MR):
             for q0 in range(0, qv - qv % (2 * width), 2 * width):
-                _B42(A, a0 + p0 * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p0 * scp + q0, scp, go_on)
+                _B42(A, a0 + p0 * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p0 * scp + q0, scp, go_on, last)
             if qv % (2 * width) != 0:
                 q0 = qv - width
-                _B41(A, a0 + p0 * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p0 * scp + q0, scp, go_on)
+                _B41(A, a0 + p0 * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p0 * scp + q0, scp, go_on, last)
         for p in range(P - P % MR, P):  # the rows left over: one at a time, as wide as the columns allow
             q0 = 0
             while q0 + 8 * width <= qv:
-                _B18(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on)
+                _B18(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on, last)
                 q0 += 8 * width
             while q0 + 2 * width <= qv:
-                _B12(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on)
+                _B12(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on, last)
                 q0 += 2 * width
             if q0 < qv:
-                _B11(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on)
+                _B11(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on, last)
         for q in range(qv, Q):
             for p0 in range(0, P - P % 8, 8):
-                _S8(A, a0 + p0 * sap, sap, sak, B, b0 + q, sbk, kn, C, co + p0 * scp + q, scp, go_on)
+                _S8(A, a0 + p0 * sap, sap, sak, B, b0 + q, sbk, kn, C, co + p0 * scp + q, scp, go_on, last)
             for p in range(P - P % 8, P):
-                _S1(A, a0 + p * sap, sap, sak, B, b0 + q, sbk, kn, C, co + p * scp + q, scp, go_on)
+                _S1(A, a0 + p * sap, sap, sak, B, b0 + q, sbk, kn, C, co + p * scp + q, scp, go_on, last)

@@ -134,11 +134,13 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
         fo = sizes[k + 1]
         ldz = fo + 1 if k < L - 1 else 1
         Z = buf[goff[k + 1]:]
-        product(buf, goff[k], fi + 1, 1, theta, woff[k], fo, fi + 1, Z, 0, ldz, bt, fo, False)
-        if k < L - 1:
+        hidden = k < L - 1
+        # relu is applied as the product stores its sums; the others in a loop of their own
+        product(buf, goff[k], fi + 1, 1, theta, woff[k], fo, fi + 1, Z, 0, ldz, bt, fo, False, hidden and act == RELU)
+        if hidden:
             # one loop per activation, compiled with its code constant
             if act == RELU:
-                _activate_block(Z, bt, fo, RELU, c)
+                _activate_block(Z, bt, fo, IDENTITY, c)  # only the column of ones
             elif act == TANH:
                 _activate_block(Z, bt, fo, TANH, c)
             elif act == SIGMOID:
@@ -161,12 +163,12 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
         # [gW; gb] = [A, 1]ᵀ·Δ: rows of C are the inputs i (and the bias), K runs over the tile's rows;
         # with one output, the same sums as the one row Δᵀ·[A, 1] (wide blocks instead of one column)
         if fo == 1:
-            product(dbuf, goff[k + 1], 0, 1, buf, goff[k], fi + 1, bt, part, woff[k], 0, 1, fi + 1, False)
+            product(dbuf, goff[k + 1], 0, 1, buf, goff[k], fi + 1, bt, part, woff[k], 0, 1, fi + 1, False, False)
         else:
-            product(buf, goff[k], 1, fi + 1, dbuf, goff[k + 1], ldd, bt, part, woff[k], fo, fi + 1, fo, False)
+            product(buf, goff[k], 1, fi + 1, dbuf, goff[k + 1], ldd, bt, part, woff[k], fo, fi + 1, fo, False, False)
         if k > 0:
             # Δ_prev = Δ·Wᵀ, then ⊙ f'(A_prev)
-            product(dbuf, goff[k + 1], ldd, 1, wT, woff[k], fi, fo, dbuf, goff[k], fi + 1, bt, fi, False)
+            product(dbuf, goff[k + 1], ldd, 1, wT, woff[k], fi, fo, dbuf, goff[k], fi + 1, bt, fi, False, False)
             Dp = dbuf[goff[k]:goff[k + 1]]
             A = buf[goff[k]:goff[k + 1]]
             if act == RELU:
@@ -181,14 +183,16 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
 
 @element
 def _activate_block(Z, bt, fo, code, c):
-    """Z[r, j] = f(Z[r, j]) for the bt rows of a (fo + 1)-wide block, and its last column set to 1."""
+    """Z[r, j] = f(Z[r, j]) for the bt rows of a (fo + 1)-wide block, and its last column set to 1
+    (for IDENTITY only the column of ones)."""
     cc = constants(c)
     one = c[ONE]
     w = fo + 1
     for r in range(bt):
         z = Z[r * w:r * w + w]
-        for j in range(fo):
-            z[j] = activate(code, z[j], cc)
+        if code != IDENTITY:
+            for j in range(fo):
+                z[j] = activate(code, z[j], cc)
         z[fo] = one
 
 
