@@ -56,7 +56,7 @@ def plan(layout, n, n_val, bs, threads, dtype, tile=TILE):
            np.zeros((workers, nbuf), dtype), np.zeros(P, dtype),
            np.zeros(max(n, n_val) if use_loss else 1, dtype), np.zeros(2, dtype),
            step_rows if use_step else np.iinfo(np.int64).max, loss_rows if use_loss else np.iinfo(np.int64).max,
-           goff)
+           goff if layout.n_layers > 1 else None)  # None: the linear model's tiles (compiled alone)
     return big, nthreads
 
 

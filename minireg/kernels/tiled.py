@@ -33,9 +33,10 @@ tiles, P+1), per-worker activation and delta buffers (one row per worker, one wo
 the run: numba.get_num_threads() in here would keep numba from caching the kernel), ``wT`` the
 step's transposed weight matrices, ``rowloss`` one entry per data row, ``sc_t`` run-dtype scratch,
 the smallest batch (``step_rows``) and data set (``loss_rows``) that take this path, and ``goff``
-where an MLP tile's blocks start in a worker's buffers (``_mlp_tile``).
+where an MLP tile's blocks start in a worker's buffers (``_mlp_tile``; None for the linear model).
 """
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from ._jit import element, kernel, parallel_kernel, reassociating_kernel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, activate, constants, derivative_from_output
@@ -58,7 +59,7 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
     inv_b = c[ONE] / nb
     nt = (B + tile - 1) // tile
     nw = min(nt, acts_t.shape[0])
-    if sizes.shape[0] > 2:
+    if goff is not None:
         _transpose_weights(theta, sizes, woff, wT)
     for w in prange(nw):
         buf = acts_t[w]
@@ -66,12 +67,8 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
         for k in range(w, nt, nw):
             s = start + k * tile
             bt = min(tile, start + B - s)
-            part = partials[k]
-            if sizes.shape[0] == 2:
-                _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
-            else:
-                _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff,
-                          wT)
+            tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, partials[k], P, buf,
+                      dbuf, goff, wT)
     # the sums over tiles, in tile order; blocks of entries in parallel
     for jb in prange((P + _REDUCE_BLOCK - 1) // _REDUCE_BLOCK):
         j0 = jb * _REDUCE_BLOCK
@@ -87,6 +84,30 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
         loss += partials[k, P]
     return loss / nb
 
+
+
+def tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
+    """A tile's gradient and loss sums into ``part``: ``_linear_tile`` for the linear model (``goff``
+    None, see _parallel.plan), else ``_mlp_tile``. In compiled code the overload below picks one of
+    the two from goff's type, so that a run compiles only its model's tile (the MLP's is ~5 s)."""
+    if goff is None:
+        _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
+    else:
+        _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT)
+
+
+@overload(tile_sums)
+def _tile_sums_for_model(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf,
+                         goff, wT):
+    if isinstance(goff, types.NoneType):
+        def linear(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff,
+                   wT):
+            _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
+        return linear
+
+    def mlp(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
+        _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT)
+    return mlp
 
 @kernel
 def _transpose_weights(theta, sizes, woff, wT):
