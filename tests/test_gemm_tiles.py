@@ -22,7 +22,7 @@ import minireg
 from minireg import _parallel
 from minireg.kernels.activations import CODES as ACTIVATIONS
 from minireg.kernels.constants import run_constants
-from minireg.kernels.gemm import product
+from minireg.kernels.gemm import RELU_OUT, STORE, TIMES_RELU_GRAD, product
 from minireg.kernels.losses import CODES as LOSSES
 from minireg.kernels.tiled import tiled_loss_grad
 from minireg.layout import Layout, init_params
@@ -54,7 +54,7 @@ def test_product_matches_numpy(dtype):
     for (P, Q, K), a_rows, acc in itertools.product(SHAPES, (True, False), (False, True)):
         A, sap, sak, B, sbk, C, scp, Am, Bm = _operands(rng, dtype, P, Q, K, a_rows)
         before = C.copy()
-        product(A, 3, sap, sak, B, 2, sbk, K, C, 5, scp, P, Q, acc, False)
+        product(A, 3, sap, sak, B, 2, sbk, K, C, 5, scp, P, Q, acc, STORE, C)
         want = Am.astype(np.float64) @ Bm + (_block(before, scp, P, Q) if acc else 0)
         got = _block(C, scp, P, Q)
         assert np.abs(got - want).max() <= tol * max(1.0, np.abs(want).max()), (P, Q, K, a_rows, acc, False)
@@ -72,7 +72,7 @@ def test_product_entries_are_sums_in_order_with_fused_multiply_adds():
     rng = np.random.default_rng(1)
     P, Q, K = 9, 37, 70
     A, sap, sak, B, sbk, C, scp, Am, Bm = _operands(rng, np.float64, P, Q, K, True)
-    product(A, 3, sap, sak, B, 2, sbk, K, C, 5, scp, P, Q, False, False)
+    product(A, 3, sap, sak, B, 2, sbk, K, C, 5, scp, P, Q, False, STORE, C)
     full = _block(C, scp, P, Q)
     for p, q in ((0, 0), (3, 16), (8, 36), (4, 33)):
         s = Fraction(0)
@@ -82,37 +82,43 @@ def test_product_entries_are_sums_in_order_with_fused_multiply_adds():
     # one row, one column, or one entry at a time: the same bits as the whole block
     for p in range(P):
         row = np.zeros(Q)
-        product(A, 3 + p * sap, sap, sak, B, 2, sbk, K, row, 0, 0, 1, Q, False, False)
+        product(A, 3 + p * sap, sap, sak, B, 2, sbk, K, row, 0, 0, 1, Q, False, STORE, row)
         np.testing.assert_array_equal(row, full[p])
     for q in range(Q):
         col = np.zeros(P)
-        product(A, 3, sap, sak, B, 2 + q, sbk, K, col, 0, 1, P, 1, False, False)
+        product(A, 3, sap, sak, B, 2 + q, sbk, K, col, 0, 1, P, 1, False, STORE, col)
         np.testing.assert_array_equal(col, full[:, q])
     # the first 23 terms, then the other 47 continuing those sums: the product of all 70
     part = np.zeros(P * Q)
-    product(A, 3, sap, sak, B, 2, sbk, 23, part, 0, Q, P, Q, False, False)
-    product(A, 3 + 23 * sak, sap, sak, B, 2 + 23 * sbk, sbk, K - 23, part, 0, Q, P, Q, True, False)
+    product(A, 3, sap, sak, B, 2, sbk, 23, part, 0, Q, P, Q, False, STORE, part)
+    product(A, 3 + 23 * sak, sap, sak, B, 2 + 23 * sbk, sbk, K - 23, part, 0, Q, P, Q, True, STORE, part)
     np.testing.assert_array_equal(part.reshape(P, Q), full)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_product_relu_is_relu_of_the_sums(dtype):
-    """relu applied as the sums are stored, after the last chunk of a long sum: 0 where the sum is
-    <= 0 (-0 included), the sum elsewhere, NaN kept (activations.activate's relu), bit for bit."""
+def test_product_epilogues_are_relu_and_its_derivative(dtype):
+    """What a product stores after the last chunk of a long sum, bit for bit as activations.py's
+    loops would make it: RELU_OUT 0 where the sum is <= 0 (-0 included), the sum elsewhere, NaN
+    kept; TIMES_RELU_GRAD the sum times (0 where M <= 0, else 1), M read at C's offsets."""
     rng = np.random.default_rng(4)
     for P, Q, K in ((9, 70, 130), (5, 17, 3), (4, 1, 65)):
         A, sap, sak, B, sbk, C, scp, Am, Bm = _operands(rng, dtype, P, Q, K, True)
         A[3 + 2 * sap] = np.nan  # row 2 is NaN throughout
         A[3 + 1 * sap:3 + 1 * sap + K] = 0  # row 1: sums of zeros
-        plain, rect = C.copy(), C.copy()
-        product(A, 3, sap, sak, B, 2, sbk, K, plain, 5, scp, P, Q, False, False)
-        product(A, 3, sap, sak, B, 2, sbk, K, rect, 5, scp, P, Q, False, True)
+        M = rng.standard_normal(C.size).astype(dtype)
+        M[5 + 3 * scp] = -0.0
+        plain, rect, gated = C.copy(), C.copy(), C.copy()
+        product(A, 3, sap, sak, B, 2, sbk, K, plain, 5, scp, P, Q, False, STORE, plain)
+        product(A, 3, sap, sak, B, 2, sbk, K, rect, 5, scp, P, Q, False, RELU_OUT, rect)
+        product(A, 3, sap, sak, B, 2, sbk, K, gated, 5, scp, P, Q, False, TIMES_RELU_GRAD, M)
         sums = _block(plain, scp, P, Q)
-        want = np.where(sums <= 0, dtype(0), sums)
         got = _block(rect, scp, P, Q)
-        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, np.where(sums <= 0, dtype(0), sums))
         assert np.isnan(got[2]).all() and not np.signbit(got[1]).any()
-        assert (got >= 0).sum() + np.isnan(got).sum() == got.size
+        with np.errstate(invalid="ignore"):
+            want = sums * np.where(_block(M, scp, P, Q) <= 0, dtype(0), dtype(1))
+        np.testing.assert_array_equal(_block(gated, scp, P, Q), want)
+        np.testing.assert_array_equal(np.signbit(_block(gated, scp, P, Q)), np.signbit(want))
 
 
 @pytest.fixture

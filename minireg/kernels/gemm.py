@@ -1,9 +1,10 @@
 """Matrix products for the large-batch path's MLP tiles (kernels/tiled.py), blocked in registers.
 
-    product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, relu):
+    product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, epilogue, M):
         C[co + p·scp + q]  =  Σ_{k<K} A[ao + p·sap + k·sak] · B[bo + k·sbk + q]      (p < P, q < Q)
-        (with ``acc``: added to what C holds, as the continuation of the same sum; with ``relu``:
-        relu of the sum stored, a hidden layer's activation without a pass of its own)
+        (with ``acc``: added to what C holds, as the continuation of the same sum; ``epilogue``:
+        the sum as it is, or relu of it (a hidden layer's activation), or the sum times relu's
+        derivative read from M (a delta), stored without a pass of their own)
 
 Every entry of C is one sum over k in order, k = 0, 1, …, K−1, each term added with a fused
 multiply-add (``llvm.fmuladd``: one rounding where the CPU has FMA, a multiply and an add where it
@@ -33,24 +34,28 @@ from numba.extending import intrinsic, overload
 
 from ._jit import kernel
 
+# what a product stores: the sums, relu of the sums (0 where a sum is <= 0, NaN kept: activations.
+# activate's relu), or the sums times relu's derivative taken from relu's output M (0 where M <= 0,
+# else 1: activations.derivative_from_output), M read at C's offsets
+STORE, RELU_OUT, TIMES_RELU_GRAD = 0, 1, 2
 MR = 4  # rows of C per register block
 KC = 64  # terms of a sum per chunk (see above)
 _VECTOR_BYTES = 32  # 256-bit vectors (AVX2); LLVM splits them on narrower CPUs
 
 
 def _micro_kernel(mr, nv, vector):
-    """The intrinsic ``block(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, go_on, relu)`` for a block of
-    ``mr`` rows by ``nv`` vectors (``vector``: of 256 bits, else of one value) of C; ``go_on``:
-    continue the sums C holds instead of starting from 0; ``relu``: store relu(sum) (0 where the sum
-    is <= 0, NaN kept: activations.activate's relu) instead of the sum."""
+    """The intrinsic ``block(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, go_on, last, M)`` for a block
+    of ``mr`` rows by ``nv`` vectors (``vector``: of 256 bits, else of one value) of C; ``go_on``:
+    continue the sums C holds instead of starting from 0; ``last``: what is stored (``product``'s
+    ``epilogue``; M is read at C's offsets)."""
 
     @intrinsic
-    def block(typingctx, A, ao, sap, sak, B, bo, sbk, K, C, co, scp, go_on, relu):
+    def block(typingctx, A, ao, sap, sak, B, bo, sbk, K, C, co, scp, go_on, last, M):
         idx = types.intp
-        sig = types.void(A, idx, idx, idx, B, idx, idx, idx, C, idx, idx, types.boolean, types.boolean)
+        sig = types.void(A, idx, idx, idx, B, idx, idx, idx, C, idx, idx, types.boolean, idx, M)
 
         def codegen(context, builder, signature, args):
-            a_arr, ao_, sap_, sak_, b_arr, bo_, sbk_, k_, c_arr, co_, scp_, go_on_, relu_ = args
+            a_arr, ao_, sap_, sak_, b_arr, bo_, sbk_, k_, c_arr, co_, scp_, go_on_, last_, m_arr = args
             aty, bty, cty = signature.args[0], signature.args[4], signature.args[8]
             elem = context.get_value_type(aty.dtype)
             size = context.get_abi_sizeof(elem)
@@ -63,7 +68,8 @@ def _micro_kernel(mr, nv, vector):
             pb = cgutils.create_struct_proxy(bty)(context, builder, value=b_arr).data
             pc = cgutils.create_struct_proxy(cty)(context, builder, value=c_arr).data
             go_on_ = context.cast(builder, go_on_, signature.args[11], types.boolean)
-            relu_ = context.cast(builder, relu_, signature.args[12], types.boolean)
+            last_ = context.cast(builder, last_, signature.args[12], types.intp)
+            pm = cgutils.create_struct_proxy(signature.args[13])(context, builder, value=m_arr).data
 
             def const(v):
                 return ir.Constant(i64, v)
@@ -72,10 +78,13 @@ def _micro_kernel(mr, nv, vector):
                 p = builder.gep(base, [off], inbounds=True)
                 return builder.bitcast(p, vty.as_pointer()) if vector else p
 
-            def c_at(p, v):
-                return at(pc, builder.add(builder.add(co_, builder.mul(const(p), scp_)), const(v * lanes)))
+            def c_at(p, v, base=pc):
+                return at(base, builder.add(builder.add(co_, builder.mul(const(p), scp_)), const(v * lanes)))
 
             zero = ir.Constant(vty, [0.0] * lanes) if vector else ir.Constant(elem, 0.0)
+            one = ir.Constant(vty, [1.0] * lanes) if vector else ir.Constant(elem, 1.0)
+            relu = builder.icmp_signed("==", last_, const(RELU_OUT))
+            times = builder.icmp_signed("==", last_, const(TIMES_RELU_GRAD))
             accs = [[cgutils.alloca_once(builder, vty) for _ in range(nv)] for _ in range(mr)]
             for p in range(mr):
                 for v in range(nv):
@@ -97,10 +106,13 @@ def _micro_kernel(mr, nv, vector):
             for p in range(mr):
                 for v in range(nv):
                     total = builder.load(accs[p][v])
-                    # a select, not a branch or a store skipped where relu keeps the value: LLVM made
+                    # selects, not a branch or a store skipped where relu keeps the value: LLVM made
                     # such an in-place relu a masked store, which is slow on AMD CPUs
                     rectified = builder.select(builder.fcmp_ordered("<=", total, zero), zero, total)
-                    builder.store(builder.select(relu_, rectified, total), c_at(p, v), align=size)
+                    m = builder.load(c_at(p, v, pm), align=size)  # M is C where it is not used
+                    gated = builder.fmul(total, builder.select(builder.fcmp_ordered("<=", m, zero), zero, one))
+                    out = builder.select(relu, rectified, builder.select(times, gated, total))
+                    builder.store(out, c_at(p, v), align=size)
             return context.get_dummy_value()
         return sig, codegen
     return block
@@ -112,26 +124,26 @@ _B18, _B12, _B11 = _micro_kernel(1, 8, True), _micro_kernel(1, 2, True), _micro_
 _S8, _S1 = _micro_kernel(8, 1, False), _micro_kernel(1, 1, False)
 
 
-def product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, relu):
+def product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, epilogue, M):
     """``_product`` (below), called from Python; compiled code calls it through the overload after
     this, once per type of arrays: numba would otherwise compile ``_product`` again for every
     combination of constant arguments (strides of 1 and 0, False) at its call sites, ~0.7 s each."""
-    return _product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, relu)
+    return _product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, epilogue, M)
 
 
 @overload(product)
-def _product_for_types(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, relu):
+def _product_for_types(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, epilogue, M):
     # typed with the arguments' non-literal types (overload's prefer_literal=False)
-    def call(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, relu):
-        _product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, relu)
+    def call(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, epilogue, M):
+        _product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, epilogue, M)
     return call
 
 
 @kernel
-def _product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, relu):
+def _product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, epilogue, M):
     """C[co + p·scp + q] = (C's value if ``acc``, else nothing) + Σ_{k<K} A[ao + p·sap + k·sak]·B[bo + k·sbk + q]
-    for p < P, q < Q; each sum over k in order with fused multiply-adds (module docstring). With
-    ``relu``, relu of that is stored (a layer's activation, applied as the sums are stored)."""
+    for p < P, q < Q; each sum over k in order with fused multiply-adds (module docstring). What is
+    stored is ``epilogue`` (STORE, RELU_OUT or TIMES_RELU_GRAD, with M) of that sum."""
     width = 32 // C.itemsize  # lanes of a 256-bit vector
     nk = max(1, K // KC)
     kc = max(1, (K + nk - 1) // nk)  # chunks of (about) equal length
@@ -141,25 +153,25 @@ def _product(A, ao, sap, sak, B, bo, sbk, K, C, co, scp, P, Q, acc, relu):
         a0 = ao + k0 * sak
         b0 = bo + k0 * sbk
         go_on = acc or k0 > 0
-        last = relu and k0 + kn >= K
+        last = epilogue if k0 + kn >= K else STORE
         for p0 in range(0, P - P % MR, MR):
             for q0 in range(0, qv - qv % (2 * width), 2 * width):
-                _B42(A, a0 + p0 * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p0 * scp + q0, scp, go_on, last)
+                _B42(A, a0 + p0 * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p0 * scp + q0, scp, go_on, last, M)
             if qv % (2 * width) != 0:
                 q0 = qv - width
-                _B41(A, a0 + p0 * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p0 * scp + q0, scp, go_on, last)
+                _B41(A, a0 + p0 * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p0 * scp + q0, scp, go_on, last, M)
         for p in range(P - P % MR, P):  # the rows left over: one at a time, as wide as the columns allow
             q0 = 0
             while q0 + 8 * width <= qv:
-                _B18(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on, last)
+                _B18(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on, last, M)
                 q0 += 8 * width
             while q0 + 2 * width <= qv:
-                _B12(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on, last)
+                _B12(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on, last, M)
                 q0 += 2 * width
             if q0 < qv:
-                _B11(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on, last)
+                _B11(A, a0 + p * sap, sap, sak, B, b0 + q0, sbk, kn, C, co + p * scp + q0, scp, go_on, last, M)
         for q in range(qv, Q):
             for p0 in range(0, P - P % 8, 8):
-                _S8(A, a0 + p0 * sap, sap, sak, B, b0 + q, sbk, kn, C, co + p0 * scp + q, scp, go_on, last)
+                _S8(A, a0 + p0 * sap, sap, sak, B, b0 + q, sbk, kn, C, co + p0 * scp + q, scp, go_on, last, M)
             for p in range(P - P % 8, P):
-                _S1(A, a0 + p * sap, sap, sak, B, b0 + q, sbk, kn, C, co + p * scp + q, scp, go_on, last)
+                _S1(A, a0 + p * sap, sap, sak, B, b0 + q, sbk, kn, C, co + p * scp + q, scp, go_on, last, M)

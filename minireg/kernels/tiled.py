@@ -41,7 +41,7 @@ from numba.extending import overload
 from ._jit import element, kernel, parallel_kernel, reassociating_kernel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, activate, constants, derivative_from_output
 from .constants import DELTA, ONE, ZERO
-from .gemm import product
+from .gemm import RELU_OUT, STORE, TIMES_RELU_GRAD, product
 from .losses import dloss_of_residual, loss_of_residual
 from .models import forward
 
@@ -157,7 +157,8 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
         Z = buf[goff[k + 1]:]
         hidden = k < L - 1
         # relu is applied as the product stores its sums; the others in a loop of their own
-        product(buf, goff[k], fi + 1, 1, theta, woff[k], fo, fi + 1, Z, 0, ldz, bt, fo, False, hidden and act == RELU)
+        product(buf, goff[k], fi + 1, 1, theta, woff[k], fo, fi + 1, Z, 0, ldz, bt, fo, False,
+                RELU_OUT if hidden and act == RELU else STORE, Z)
         if hidden:
             # one loop per activation, compiled with its code constant
             if act == RELU:
@@ -184,22 +185,21 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
         # [gW; gb] = [A, 1]ᵀ·Δ: rows of C are the inputs i (and the bias), K runs over the tile's rows;
         # with one output, the same sums as the one row Δᵀ·[A, 1] (wide blocks instead of one column)
         if fo == 1:
-            product(dbuf, goff[k + 1], 0, 1, buf, goff[k], fi + 1, bt, part, woff[k], 0, 1, fi + 1, False, False)
+            product(dbuf, goff[k + 1], 0, 1, buf, goff[k], fi + 1, bt, part, woff[k], 0, 1, fi + 1, False, STORE, part)
         else:
-            product(buf, goff[k], 1, fi + 1, dbuf, goff[k + 1], ldd, bt, part, woff[k], fo, fi + 1, fo, False, False)
+            product(buf, goff[k], 1, fi + 1, dbuf, goff[k + 1], ldd, bt, part, woff[k], fo, fi + 1, fo, False, STORE,
+                    part)
         if k > 0:
-            # Δ_prev = Δ·Wᵀ, then ⊙ f'(A_prev)
-            product(dbuf, goff[k + 1], ldd, 1, wT, woff[k], fi, fo, dbuf, goff[k], fi + 1, bt, fi, False, False)
+            # Δ_prev = Δ·Wᵀ, then ⊙ f'(A_prev): relu's as the product stores, the others in a loop
+            product(dbuf, goff[k + 1], ldd, 1, wT, woff[k], fi, fo, dbuf, goff[k], fi + 1, bt, fi, False,
+                    TIMES_RELU_GRAD if act == RELU else STORE, buf)
             Dp = dbuf[goff[k]:goff[k + 1]]
             A = buf[goff[k]:goff[k + 1]]
-            if act == RELU:
-                _times_derivative_block(Dp, A, bt, fi, RELU, c)
-            elif act == TANH:
+            if act == TANH:
                 _times_derivative_block(Dp, A, bt, fi, TANH, c)
             elif act == SIGMOID:
                 _times_derivative_block(Dp, A, bt, fi, SIGMOID, c)
-            else:
-                _times_derivative_block(Dp, A, bt, fi, IDENTITY, c)
+            # (identity's derivative is 1: x·1 is x, bit for bit)
 
 
 @element
