@@ -15,10 +15,12 @@ import numpy as np
 
 TILE = 256
 # where the tiles start to beat the row loop, set conservatively from benchmarks/bench_scale.py
-# --only threshold (RESULTS.md): the linear model's from a few hundred rows, an MLP's from about a
-# thousand rows of a few thousand parameters
+# --only threshold (RESULTS.md): the linear model's from a few hundred rows; an MLP's, whose tiles
+# are matrix products (kernels/gemm.py), from B·P of about 10⁵, and with one tile even on one thread
+# (20-64-64-1: 2x the row loop at 256 rows)
 STEP_WORK = 1 << 18
 LOSS_WORK = 1 << 17
+MIN_TILES = 1  # and at least this many tiles (and so rows: MIN_TILES·TILE)
 
 
 def max_threads():
@@ -37,9 +39,8 @@ def plan(layout, n, n_val, bs, threads, dtype, tile=TILE):
     """(big, threads): the large-path buffers of kernels/tiled.py (None when neither a step nor a
     whole-set loss of this run is large enough) and the number of threads to run on."""
     P = layout.size
-    # and at least two tiles, so that there is something to run in parallel
-    step_rows = max(-(-STEP_WORK // P), 2 * tile)
-    loss_rows = max(-(-LOSS_WORK // P), 2 * tile)
+    step_rows = max(-(-STEP_WORK // P), MIN_TILES * tile)
+    loss_rows = max(-(-LOSS_WORK // P), MIN_TILES * tile)
     use_step = bs >= step_rows
     use_loss = max(n, n_val) >= loss_rows
     if not (use_step or use_loss):
