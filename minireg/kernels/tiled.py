@@ -46,6 +46,7 @@ from .losses import dloss_of_residual, loss_of_residual
 from .models import forward
 
 _REDUCE_BLOCK = 512  # gradient entries per block of the final (parallel, per-entry) reduction
+_PARALLEL_SUM = 1 << 18  # tiles × entries from which that reduction runs on the threads
 
 
 @parallel_kernel
@@ -61,29 +62,39 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
     nw = min(nt, acts_t.shape[0])
     if goff is not None:
         _transpose_weights(theta, sizes, woff, wT)
-    for w in prange(nw):
-        buf = acts_t[w]
-        dbuf = deltas_t[w]
-        for k in range(w, nt, nw):
-            s = start + k * tile
-            bt = min(tile, start + B - s)
-            tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, partials[k], P, buf,
-                      dbuf, goff, wT)
-    # the sums over tiles, in tile order; blocks of entries in parallel
-    for jb in prange((P + _REDUCE_BLOCK - 1) // _REDUCE_BLOCK):
-        j0 = jb * _REDUCE_BLOCK
-        j1 = min(P, j0 + _REDUCE_BLOCK)
-        for j in range(j0, j1):
-            g[j] = partials[0, j]
-        for k in range(1, nt):
-            pk = partials[k]
-            for j in range(j0, j1):
-                g[j] += pk[j]
+    if nt == 1:  # one tile, on the calling thread: waking the pool for it costs more than it saves
+        tile_sums(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c, inv_b, partials[0], P, acts_t[0],
+                  deltas_t[0], goff, wT)
+    else:
+        for w in prange(nw):
+            buf = acts_t[w]
+            dbuf = deltas_t[w]
+            for k in range(w, nt, nw):
+                s = start + k * tile
+                bt = min(tile, start + B - s)
+                tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, partials[k], P, buf,
+                          dbuf, goff, wT)
+    # the sums over tiles, in tile order; blocks of entries in parallel when there are many of them
+    if nt * P >= _PARALLEL_SUM:
+        for jb in prange((P + _REDUCE_BLOCK - 1) // _REDUCE_BLOCK):
+            _sum_tiles(partials, nt, jb * _REDUCE_BLOCK, min(P, (jb + 1) * _REDUCE_BLOCK), g)
+    else:
+        _sum_tiles(partials, nt, 0, P, g)
     loss = partials[0, P]
     for k in range(1, nt):
         loss += partials[k, P]
     return loss / nb
 
+
+@kernel
+def _sum_tiles(partials, nt, j0, j1, g):
+    """g[j] = the tiles' partials of entry j added in tile order, for j0 <= j < j1."""
+    for j in range(j0, j1):
+        g[j] = partials[0, j]
+    for k in range(1, nt):
+        pk = partials[k]
+        for j in range(j0, j1):
+            g[j] += pk[j]
 
 
 def tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
