@@ -39,6 +39,8 @@ CASES = {
     "linear float32": "dict(dtype='float32')",
     # 2**20 values or more: the one-pass check of X, and the loop with the large-batch path
     "linear float64 large": "dict(shape=(20000, 60))",
+    # W6's network on full batches of 20,000 rows: the MLP tiles of the large path (kernels/gemm.py)
+    "mlp float32 large": "dict(shape=(20000, 20), model='mlp', hidden=(64, 64), optimizer='adam', dtype='float32')",
 }
 
 

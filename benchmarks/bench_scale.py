@@ -37,6 +37,12 @@ import bench_engine as E  # noqa: E402  (minireg, torch and sklearn imports, wor
 minireg = E.minireg
 torch = E.torch
 REPEATS = 3
+# the issue's names for the parts, and bench_engine's keys of their workloads (renamed there in 856d061)
+KEYS = {"W5": "linear-1M-full", "W6": "mlp64-200k-full", "W3b": "linear-batch1"}
+
+
+def workload(part):
+    return next(w for w in E.WORKLOADS if w.key == KEYS.get(part, part))
 
 
 def best(fn, repeats=REPEATS):
@@ -96,7 +102,7 @@ def minireg_run(wl, X, y, **kw):
 
 
 def fixed_costs(rows):
-    wl = next(w for w in E.WORKLOADS if w.key == "W5")
+    wl = workload("W5")
     X, y = E.make_data(wl)
     run = minireg_run(wl, X, y)
     step, t1 = per_step(run, 4)
@@ -120,7 +126,7 @@ def fixed_costs(rows):
 
 
 def large(key, rows, bw, flops):
-    wl = next(w for w in E.WORKLOADS if w.key == key)
+    wl = workload(key)
     X, y = E.make_data(wl)
     k = 4
     res = {}
@@ -140,7 +146,7 @@ def large(key, rows, bw, flops):
 
 
 def batch1(rows):
-    wl = next(w for w in E.WORKLOADS if w.key == "W3b")
+    wl = workload("W3b")
     X, y = E.make_data(wl)
     k = 20
     m = per_step(minireg_run(wl, X, y), k)[0] / wl.n
@@ -151,26 +157,27 @@ def batch1(rows):
 
 
 def threshold(rows):
-    """Tiled step (2 threads) vs the row loop, per batch size, linear d=100 and MLP 20-64-64-1."""
+    """Tiled step (all threads) vs the row loop, per batch size, linear d=100 and MLP 20-64-64-1; the
+    tiled path forced (STEP_WORK = LOSS_WORK = 1) down to one tile (MIN_TILES = 1)."""
     from minireg import _parallel
     rng = np.random.default_rng(0)
-    for d, hidden in ((100, ()), (20, (64, 64))):
-        for B in (256, 1024, 4096, 16384):
+    for d, hidden, sizes in ((100, (), (256, 1024, 4096, 16384)), (20, (64, 64), (128, 256, 512, 1024, 4096, 16384))):
+        for B in sizes:
             X = rng.standard_normal((B * 8, d)).astype(np.float32)
             y = rng.standard_normal(B * 8).astype(np.float32)
             kw = dict(model="mlp" if hidden else "linear", hidden=hidden or (10,), batch_size=B, shuffle=False,
                       dtype="float32", lr=1e-3, progress=False)
             P = minireg.layout.Layout((d, *hidden, 1)).size
-            old = _parallel.STEP_WORK, _parallel.LOSS_WORK
+            old = _parallel.STEP_WORK, _parallel.LOSS_WORK, _parallel.MIN_TILES
             try:
                 _parallel.STEP_WORK, _parallel.LOSS_WORK = 1 << 62, 1 << 62
                 def run(e, X=X, y=y, kw=kw):
                     minireg.train(X, y, epochs=e, **kw)
                 row = per_step(run, 4)[0] / 8
-                _parallel.STEP_WORK, _parallel.LOSS_WORK = 1, 1
+                _parallel.STEP_WORK, _parallel.LOSS_WORK, _parallel.MIN_TILES = 1, 1, 1
                 tiled = per_step(run, 4)[0] / 8
             finally:
-                _parallel.STEP_WORK, _parallel.LOSS_WORK = old
+                _parallel.STEP_WORK, _parallel.LOSS_WORK, _parallel.MIN_TILES = old
             rows.append(("threshold", f"d={d} hidden={hidden} B={B} (B·P={B * P:,})", f"row {row * 1e6:,.0f} µs",
                          f"tiled {tiled * 1e6:,.0f} µs: {row / tiled:.2f}x", ""))
 
@@ -200,7 +207,7 @@ def main():
         bw = fixed_costs(rows)
     if "W5" in parts or "W6" in parts:
         if bw is None:
-            X, _ = E.make_data(next(w for w in E.WORKLOADS if w.key == "W5"))
+            X, _ = E.make_data(workload("W5"))
             bw = read_bandwidth(X)
             del X
         flops = matmul_flops()

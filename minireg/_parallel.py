@@ -10,17 +10,17 @@ figure bit for bit, so it does not change any result.
 ``threads=None`` (train's default): every core numba may use when the run takes the large path,
 else one. The results do not depend on the number of threads.
 """
-import itertools
-
 import numba
 import numpy as np
 
 TILE = 256
 # where the tiles start to beat the row loop, set conservatively from benchmarks/bench_scale.py
-# --only threshold (RESULTS.md): the linear model's from a few hundred rows, an MLP's from about a
-# thousand rows of a few thousand parameters
+# --only threshold (RESULTS.md): the linear model's from a few hundred rows; an MLP's, whose tiles
+# are matrix products (kernels/gemm.py), from B·P of about 10⁵, and with one tile even on one thread
+# (20-64-64-1: 2x the row loop at 256 rows)
 STEP_WORK = 1 << 18
 LOSS_WORK = 1 << 17
+MIN_TILES = 1  # and at least this many tiles (and so rows: MIN_TILES·TILE)
 
 
 def max_threads():
@@ -39,9 +39,8 @@ def plan(layout, n, n_val, bs, threads, dtype, tile=TILE):
     """(big, threads): the large-path buffers of kernels/tiled.py (None when neither a step nor a
     whole-set loss of this run is large enough) and the number of threads to run on."""
     P = layout.size
-    # and at least two tiles, so that there is something to run in parallel
-    step_rows = max(-(-STEP_WORK // P), 2 * tile)
-    loss_rows = max(-(-LOSS_WORK // P), 2 * tile)
+    step_rows = max(-(-STEP_WORK // P), MIN_TILES * tile)
+    loss_rows = max(-(-LOSS_WORK // P), MIN_TILES * tile)
     use_step = bs >= step_rows
     use_loss = max(n, n_val) >= loss_rows
     if not (use_step or use_loss):
@@ -49,12 +48,16 @@ def plan(layout, n, n_val, bs, threads, dtype, tile=TILE):
     nthreads = resolve_threads(threads, True)
     workers = nthreads  # tiled.py spreads the tiles over one worker per thread
     _, _, _, aoff_t, nacts_t = layout.kernel_arrays(tile)
-    max_pair = max(a * b for a, b in itertools.pairwise(layout.sizes))
+    # an MLP tile's blocks (kernels/tiled.py _mlp_tile): its inputs and each hidden layer's outputs
+    # with a column of ones, then the predictions
+    goff = np.concatenate([[0], np.cumsum([tile * (fi + 1) for fi in layout.sizes[:-1]])]).astype(np.int64)
+    nbuf = max(nacts_t, int(goff[-1]) + tile)
     tiles = -(-bs // tile) if use_step else 1
-    big = (tile, aoff_t, np.zeros((tiles, P + 1), dtype), np.zeros((workers, nacts_t), dtype),
-           np.zeros((workers, nacts_t), dtype), np.zeros((workers, max_pair), dtype),
+    big = (tile, aoff_t, np.zeros((tiles, P + 1), dtype), np.zeros((workers, nbuf), dtype),
+           np.zeros((workers, nbuf), dtype), np.zeros(P, dtype),
            np.zeros(max(n, n_val) if use_loss else 1, dtype), np.zeros(2, dtype),
-           step_rows if use_step else np.iinfo(np.int64).max, loss_rows if use_loss else np.iinfo(np.int64).max)
+           step_rows if use_step else np.iinfo(np.int64).max, loss_rows if use_loss else np.iinfo(np.int64).max,
+           goff if layout.n_layers > 1 else None)  # None: the linear model's tiles (compiled alone)
     return big, nthreads
 
 

@@ -1,95 +1,243 @@
 """The large-batch path: a batch's forward and backward passes over fixed tiles of rows, in parallel.
 
 A batch of B rows is cut into tiles of ``tile`` consecutive batch positions (the last one shorter).
-Each tile runs the same per-row code as the row loop (models.forward and models.backward on the
-tile's rows, with tile-sized activation buffers) and writes its own partial gradient and partial
-loss sum into its row of ``partials``. The tiles are spread over numba's threads (``prange``), and
-afterwards the partials are added up over the tiles in tile order. What a tile computes does not
-depend on which thread computes it, and the final sums always run in the same order, so the
-results are bit-identical whatever the number of threads.
+Each tile computes its rows' forward and backward passes and writes its own partial gradient and
+partial loss sum into its row of ``partials``. The tiles are spread over numba's threads
+(``prange``), and afterwards the partials are added up over the tiles in tile order. What a tile
+computes does not depend on which thread computes it, and the final sums always run in the same
+order, so the results are bit-identical whatever the number of threads.
 
-What differs from the row loop (kernels/loop.py with one forward/backward over the whole batch):
-only the sums over the batch's rows. The row loop adds every row's term into one running sum per
-gradient entry (and one for the loss), in row order; here each tile adds its rows' terms in row
-order, and the tiles' sums are then added in tile order. Per-row values (predictions, residuals,
-dL/dpred, the deltas of hidden layers) are the same bits as in the row loop, except for the linear
-model: its tiles (``_linear_tile``) make one pass over each row for the prediction, the loss and the
-gradient terms, with the compiler free to reassociate (vectorize) the dot products and the sums
-within a tile, so there the predictions too may differ from the row loop in the last bits (and
-between CPUs of different vector widths; never between thread counts).
+An MLP's tile (``_mlp_tile``) runs its layers as matrix products (kernels/gemm.py): per layer
+Z = [A, 1]·[W; b], [gW; gb] = [A, 1]ᵀ·Δ and Δ_prev = Δ·Wᵀ, each entry one sum in order (over the
+layer's inputs and then the bias; over the tile's rows in row order; over the layer's outputs) with
+a fused multiply-add per term where the CPU has FMA. So it differs from the row loop
+(kernels/loop.py with one forward/backward over the whole batch, plain multiplies and adds) in the
+last bits of every value, per-row values (predictions, residuals, deltas) included, and in the sums
+over the batch's rows: the row loop adds every row's term into one running sum per gradient entry
+(and one for the loss), in row order; here each tile adds its rows' terms in row order, and the
+tiles' sums are then added in tile order. The linear model's tiles (``_linear_tile``) make one pass
+over each row for the prediction, the loss and the gradient terms, with the compiler free to
+reassociate (vectorize) the dot products and the sums within a tile, so there the predictions may
+also differ between CPUs of different vector widths (never between thread counts).
 
 The loss over a whole data set (``tiled_dataset_loss``, the per-epoch history) keeps the row
-loop's order exactly for an MLP: the tiles write every row's loss term into ``rowloss`` in
-parallel, and those are added in row order afterwards, so that figure is the row loop's bit for
-bit. For the linear model it is computed as its steps compute it (one vectorized pass per tile,
-the tiles' sums added in tile order): a read of X at memory speed, where the row loop's dot
-products take several times longer.
+loop's order exactly for an MLP: the tiles forward their rows with the row loop's kernels
+(models.forward) and write every row's loss term into ``rowloss`` in parallel, and those are added
+in row order afterwards, so that figure is the row loop's bit for bit. For the linear model it is
+computed as its steps compute it (one vectorized pass per tile, the tiles' sums added in tile
+order): a read of X at memory speed, where the row loop's dot products take several times longer.
 
-``big`` = (tile, aoff_t, partials, acts_t, deltas_t, wt_t, rowloss, sc_t, step_rows, loss_rows):
-``aoff_t`` the activation offsets of a tile, ``partials`` (max tiles, P+1), per-worker activation,
-delta and transposed-weight buffers (one row per worker, one worker per thread of the run:
-numba.get_num_threads() in here would keep numba from caching the kernel), ``rowloss`` one entry
-per data row, ``sc_t`` run-dtype scratch, and the smallest batch (``step_rows``) and data set
-(``loss_rows``) that take this path.
+``big`` = (tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff):
+``aoff_t`` the row loop's activation offsets for a tile (the whole-set loss), ``partials`` (max
+tiles, P+1), per-worker activation and delta buffers (one row per worker, one worker per thread of
+the run: numba.get_num_threads() in here would keep numba from caching the kernel), ``wT`` the
+step's transposed weight matrices, ``rowloss`` one entry per data row, ``sc_t`` run-dtype scratch,
+the smallest batch (``step_rows``) and data set (``loss_rows``) that take this path, and ``goff``
+where an MLP tile's blocks start in a worker's buffers (``_mlp_tile``; None for the linear model).
 """
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
-from ._jit import parallel_kernel, reassociating_kernel
-from .activations import constants
+from ._jit import element, kernel, parallel_kernel, reassociating_kernel
+from .activations import IDENTITY, RELU, SIGMOID, TANH, activate, constants, derivative_from_output
+from .constants import DELTA, ONE, ZERO
+from .gemm import RELU_OUT, STORE, TIMES_RELU_GRAD, product
 from .losses import dloss_of_residual, loss_of_residual
-from .models import backward, forward
-from .constants import ZERO, ONE, DELTA
+from .models import forward
 
 _REDUCE_BLOCK = 512  # gradient entries per block of the final (parallel, per-entry) reduction
+_PARALLEL_SUM = 1 << 18  # tiles × entries from which that reduction runs on the threads
 
 
 @parallel_kernel
 def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
     """Mean loss of the rows idx[start:start+B] and its gradient, written into ``g``."""
     sizes, woff, boff, aoff, act = model
-    tile, aoff_t, partials, acts_t, deltas_t, wt_t, rowloss, sc_t, step_rows, loss_rows = big
+    tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
     P = theta.shape[0]
     sc_t[0] = B
     nb = sc_t[0]
     inv_b = c[ONE] / nb
-    delta = c[DELTA]
     nt = (B + tile - 1) // tile
     nw = min(nt, acts_t.shape[0])
-    pred_off = aoff_t[aoff_t.shape[0] - 1]
-    for w in prange(nw):
-        acts = acts_t[w]
-        deltas = deltas_t[w]
-        wt = wt_t[w]
-        cc = constants(c)
-        for k in range(w, nt, nw):
-            s = start + k * tile
-            bt = min(tile, start + B - s)
-            part = partials[k]
-            if sizes.shape[0] == 2:
-                _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
-                continue
-            forward(X, idx, s, bt, theta, sizes, woff, boff, aoff_t, act, acts, c)
-            ls = c[ZERO]
-            for r in range(bt):
-                res = acts[pred_off + r] - y[idx[s + r]]
-                ls += loss_of_residual(loss_code, res, delta, cc)
-                deltas[pred_off + r] = dloss_of_residual(loss_code, res, delta, cc) * inv_b
-            part[P] = ls
-            backward(X, idx, s, bt, theta, sizes, woff, boff, aoff_t, act, acts, deltas, part, wt, c)
-    # the sums over tiles, in tile order; blocks of entries in parallel
-    for jb in prange((P + _REDUCE_BLOCK - 1) // _REDUCE_BLOCK):
-        j0 = jb * _REDUCE_BLOCK
-        j1 = min(P, j0 + _REDUCE_BLOCK)
-        for j in range(j0, j1):
-            g[j] = partials[0, j]
-        for k in range(1, nt):
-            pk = partials[k]
-            for j in range(j0, j1):
-                g[j] += pk[j]
+    if goff is not None:
+        _transpose_weights(theta, sizes, woff, wT)
+    if nt == 1:  # one tile, on the calling thread: waking the pool for it costs more than it saves
+        tile_sums(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c, inv_b, partials[0], P, acts_t[0],
+                  deltas_t[0], goff, wT)
+    else:
+        for w in prange(nw):
+            buf = acts_t[w]
+            dbuf = deltas_t[w]
+            for k in range(w, nt, nw):
+                s = start + k * tile
+                bt = min(tile, start + B - s)
+                tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, partials[k], P, buf,
+                          dbuf, goff, wT)
+    # the sums over tiles, in tile order; blocks of entries in parallel when there are many of them
+    if nt * P >= _PARALLEL_SUM:
+        for jb in prange((P + _REDUCE_BLOCK - 1) // _REDUCE_BLOCK):
+            _sum_tiles(partials, nt, jb * _REDUCE_BLOCK, min(P, (jb + 1) * _REDUCE_BLOCK), g)
+    else:
+        _sum_tiles(partials, nt, 0, P, g)
     loss = partials[0, P]
     for k in range(1, nt):
         loss += partials[k, P]
     return loss / nb
+
+
+@kernel
+def _sum_tiles(partials, nt, j0, j1, g):
+    """g[j] = the tiles' partials of entry j added in tile order, for j0 <= j < j1."""
+    for j in range(j0, j1):
+        g[j] = partials[0, j]
+    for k in range(1, nt):
+        pk = partials[k]
+        for j in range(j0, j1):
+            g[j] += pk[j]
+
+
+def tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
+    """A tile's gradient and loss sums into ``part``: ``_linear_tile`` for the linear model (``goff``
+    None, see _parallel.plan), else ``_mlp_tile``. In compiled code the overload below picks one of
+    the two from goff's type, so that a run compiles only its model's tile (the MLP's is ~5 s)."""
+    if goff is None:
+        _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
+    else:
+        _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT)
+
+
+@overload(tile_sums)
+def _tile_sums_for_model(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf,
+                         goff, wT):
+    if isinstance(goff, types.NoneType):
+        def linear(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff,
+                   wT):
+            _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
+        return linear
+
+    def mlp(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
+        _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT)
+    return mlp
+
+@kernel
+def _transpose_weights(theta, sizes, woff, wT):
+    """wT[woff[k] + j·fan_in + i] = W_k[i, j] for every layer: the Wᵀ of the tiles' input deltas,
+    once per step for all tiles."""
+    for k in range(sizes.shape[0] - 1):
+        fi = sizes[k]
+        fo = sizes[k + 1]
+        o = woff[k]
+        for i in range(fi):
+            for j in range(fo):
+                wT[o + j * fi + i] = theta[o + i * fo + j]
+
+
+@kernel
+def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
+    """An MLP's forward and backward passes over the rows idx[s:s+bt] as matrix products
+    (kernels/gemm.py), writing the tile's gradient sum and loss sum into ``part``.
+
+    In ``buf`` (``goff[k]``: where layer k's input starts) each hidden layer's input is a bt × (fan_in
+    + 1) row-major block whose last column is 1, so that [A, 1]·[W; b] is the layer's pre-activation
+    (W and b lie one after the other in theta, a (fan_in + 1) × fan_out matrix) and [A, 1]ᵀ·Δ its
+    [gW; gb] (written straight into the gradient's layout in ``part``); the output layer's outputs
+    (the predictions) are a bt × 1 block. ``dbuf`` holds the deltas in the same places. Per layer:
+        Z = [A, 1]·[W; b], A_next = f(Z)                  (product with K = fan_in + 1)
+        [gW; gb] = [A, 1]ᵀ·Δ                              (K = bt: the sums over the tile's rows)
+        Δ_prev = (Δ·Wᵀ) ⊙ f'(A)                           (K = fan_out, with Wᵀ from ``wT``)
+    Every entry is one sum in order (over i, then the bias; over the tile's rows in row order; over
+    j) with fused multiply-adds: the row loop's order, but with one rounding per term where the
+    CPU has FMA."""
+    L = sizes.shape[0] - 1
+    cc = constants(c)
+    one, delta = c[ONE], c[DELTA]
+    # the tile's inputs, gathered (the batch's rows are idx[s:s+bt]), with the column of ones
+    d = sizes[0]
+    xb = buf[goff[0]:goff[1]]
+    for r in range(bt):
+        row = X[idx[s + r]]
+        o = r * (d + 1)
+        for i in range(d):
+            xb[o + i] = row[i]
+        xb[o + d] = one
+    for k in range(L):
+        fi = sizes[k]
+        fo = sizes[k + 1]
+        ldz = fo + 1 if k < L - 1 else 1
+        Z = buf[goff[k + 1]:]
+        hidden = k < L - 1
+        # relu is applied as the product stores its sums; the others in a loop of their own
+        product(buf, goff[k], fi + 1, 1, theta, woff[k], fo, fi + 1, Z, 0, ldz, bt, fo, False,
+                RELU_OUT if hidden and act == RELU else STORE, Z)
+        if hidden:
+            # one loop per activation, compiled with its code constant
+            if act == RELU:
+                _activate_block(Z, bt, fo, IDENTITY, c)  # only the column of ones
+            elif act == TANH:
+                _activate_block(Z, bt, fo, TANH, c)
+            elif act == SIGMOID:
+                _activate_block(Z, bt, fo, SIGMOID, c)
+            else:
+                _activate_block(Z, bt, fo, IDENTITY, c)
+    # the loss terms and dL/dpred, in row order
+    pred = buf[goff[L]:goff[L] + bt]
+    dpred = dbuf[goff[L]:goff[L] + bt]
+    ls = c[ZERO]
+    for r in range(bt):
+        res = pred[r] - y[idx[s + r]]
+        ls += loss_of_residual(loss_code, res, delta, cc)
+        dpred[r] = dloss_of_residual(loss_code, res, delta, cc) * inv_b
+    part[P] = ls
+    for k in range(L - 1, -1, -1):
+        fi = sizes[k]
+        fo = sizes[k + 1]
+        ldd = fo + 1 if k < L - 1 else 1
+        # [gW; gb] = [A, 1]ᵀ·Δ: rows of C are the inputs i (and the bias), K runs over the tile's rows;
+        # with one output, the same sums as the one row Δᵀ·[A, 1] (wide blocks instead of one column)
+        if fo == 1:
+            product(dbuf, goff[k + 1], 0, 1, buf, goff[k], fi + 1, bt, part, woff[k], 0, 1, fi + 1, False, STORE, part)
+        else:
+            product(buf, goff[k], 1, fi + 1, dbuf, goff[k + 1], ldd, bt, part, woff[k], fo, fi + 1, fo, False, STORE,
+                    part)
+        if k > 0:
+            # Δ_prev = Δ·Wᵀ, then ⊙ f'(A_prev): relu's as the product stores, the others in a loop
+            product(dbuf, goff[k + 1], ldd, 1, wT, woff[k], fi, fo, dbuf, goff[k], fi + 1, bt, fi, False,
+                    TIMES_RELU_GRAD if act == RELU else STORE, buf)
+            Dp = dbuf[goff[k]:goff[k + 1]]
+            A = buf[goff[k]:goff[k + 1]]
+            if act == TANH:
+                _times_derivative_block(Dp, A, bt, fi, TANH, c)
+            elif act == SIGMOID:
+                _times_derivative_block(Dp, A, bt, fi, SIGMOID, c)
+            # (identity's derivative is 1: x·1 is x, bit for bit)
+
+
+@element
+def _activate_block(Z, bt, fo, code, c):
+    """Z[r, j] = f(Z[r, j]) for the bt rows of a (fo + 1)-wide block, and its last column set to 1
+    (for IDENTITY only the column of ones)."""
+    cc = constants(c)
+    one = c[ONE]
+    w = fo + 1
+    for r in range(bt):
+        z = Z[r * w:r * w + w]
+        if code != IDENTITY:
+            for j in range(fo):
+                z[j] = activate(code, z[j], cc)
+        z[fo] = one
+
+
+@element
+def _times_derivative_block(D, A, bt, fi, code, c):
+    """D[r, i] *= f'(A[r, i]) for the bt rows of (fi + 1)-wide blocks (the last column left alone)."""
+    cc = constants(c)
+    w = fi + 1
+    for r in range(bt):
+        dr = D[r * w:r * w + fi]
+        ar = A[r * w:r * w + fi]
+        for i in range(fi):
+            dr[i] = dr[i] * derivative_from_output(code, ar[i], cc)
 
 
 @reassociating_kernel
@@ -166,7 +314,7 @@ def tiled_dataset_loss(X, y, idx, theta, model, loss_code, c, big):
     """Mean loss over all rows of X (``idx`` the identity): for an MLP the row loop's sum bit for bit;
     for the linear model one vectorized pass per tile (like its steps), the tiles' sums in order."""
     sizes, woff, boff, aoff, act = model
-    tile, aoff_t, partials, acts_t, deltas_t, wt_t, rowloss, sc_t, step_rows, loss_rows = big
+    tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
     n = X.shape[0]
     delta = c[DELTA]
     nt = (n + tile - 1) // tile
