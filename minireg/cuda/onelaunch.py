@@ -55,7 +55,7 @@ from numba.extending import overload
 
 from .. import optim
 from ..kernels._jit import kernel as cpu_kernel
-from ..kernels.constants import CLIP_EPS, DELTA, ONE, ZERO
+from ..kernels.constants import DELTA, ONE, ZERO
 from ..kernels.loop import (CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, COL_CLIPPED, COL_GRAD_NORM, COL_LOSS, COL_LR,
                             COL_PARAM_NORM, COL_UPDATE_NORM, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF)
 from . import _config
@@ -64,7 +64,7 @@ from .activations import activate, derivative_from_output
 from .losses import dloss_of_residual, loss_of_residual
 from .models import with_l1
 from .optimizers import STATE_OF, UPDATE
-from .reduce import block_sum, imin, sq_strided
+from .reduce import block_sum, clip_factor, imin, sq_strided
 
 ONE_LAUNCH = _config.ONE_LAUNCH
 ONE_LAUNCH_WORK = _config.ONE_LAUNCH_WORK
@@ -240,26 +240,6 @@ def backward_rows(X, idx, start, B, th, sizes, woff, boff, aoff, act, acts, delt
                     s += deltas[d_off + r * fo + j] * th[wo + i * fo + j]
                 deltas[a_in + p] = s * derivative_from_output(act, acts[a_in + p], c)
         cuda.syncthreads()
-
-
-@device
-def clip_factor(grad, P, clip_norm, vclip, red, c):
-    """(norm-clipping factor, whether any clipping changes the gradient), as the CPU's _clip_factor."""
-    coef = c[ONE]
-    was_clipped = False
-    if clip_norm > 0:
-        coef = clip_norm / (math.sqrt(block_sum(red, sq_strided(grad, P, c[ZERO]))) + c[CLIP_EPS])
-        if coef < c[ONE]:
-            was_clipped = True
-        else:
-            coef = c[ONE]
-    if vclip > 0 and not was_clipped:
-        found = 0
-        for i in range(cuda.threadIdx.x, P, TPB):
-            if abs(grad[i] * coef) > vclip:
-                found = 1
-        was_clipped = cuda.syncthreads_or(found) != 0
-    return coef, was_clipped
 
 
 @device

@@ -67,6 +67,26 @@ def skip_step(dflag, t):
     return f >= 0 and f < t
 
 
+@device
+def clip_factor(grad, P, clip_norm, vclip, red, c):
+    """(norm-clipping factor, whether any clipping changes the gradient), as the CPU's _clip_factor."""
+    coef = c[ONE]
+    was_clipped = False
+    if clip_norm > 0:
+        coef = clip_norm / (math.sqrt(block_sum(red, sq_strided(grad, P, c[ZERO]))) + c[CLIP_EPS])
+        if coef < c[ONE]:
+            was_clipped = True
+        else:
+            coef = c[ONE]
+    if vclip > 0 and not was_clipped:
+        found = 0
+        for i in range(cuda.threadIdx.x, P, TPB):
+            if abs(grad[i] * coef) > vclip:
+                found = 1
+        was_clipped = cuda.syncthreads_or(found) != 0
+    return coef, was_clipped
+
+
 # ------------------------------------------------------------------------------------------------
 # single-block kernels: the scalars of a step and of an epoch, and the trace rows
 
@@ -81,27 +101,10 @@ def loss_and_clip(dflag, t, lpart, nparts, nb, history, hist_idx, grad, clip_nor
     if skip_step(dflag, t):
         return
     sh = cuda.shared.array(TPB, dtype=grad.dtype)
-    found = cuda.shared.array(1, dtype=dflag.dtype)
     tid = cuda.threadIdx.x
     P = grad.shape[0]
     loss = block_sum(sh, sum_strided(lpart, nparts, c[ZERO])) / nb
-    coef = c[ONE]
-    was_clipped = False
-    if clip_norm > 0:
-        coef = clip_norm / (math.sqrt(block_sum(sh, sq_strided(grad, P, c[ZERO]))) + c[CLIP_EPS])
-        if coef < c[ONE]:
-            was_clipped = True
-        else:
-            coef = c[ONE]
-    if vclip > 0 and not was_clipped:
-        if tid == 0:
-            found[0] = 0
-        cuda.syncthreads()
-        for i in range(tid, P, TPB):
-            if abs(grad[i] * coef) > vclip:
-                found[0] = 1
-        cuda.syncthreads()
-        was_clipped = found[0] != 0
+    coef, was_clipped = clip_factor(grad, P, clip_norm, vclip, sh, c)
     if tid == 0:
         dsc[DSC_LOSS] = loss
         dsc[DSC_COEF] = coef
