@@ -163,7 +163,12 @@ def step(h, theta, grad, upd, state, lr, t, coef, vclip):
 @element
 def _loop(theta, grad, upd, s, h, scalars, coef, vclip):
     ok = True
-    for i in range(theta.shape[0]):
+    if vclip > 0:
+        for i in range(theta.shape[0]):
+            if not math.isfinite(update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
+                ok = False
+        return ok
+    for i in range(theta.shape[0]):  # vclip <= 0 known here: the clipping test folds away
         if not math.isfinite(update(i, theta, grad, upd, s, h, scalars, coef, vclip)):
             ok = False
     return ok
