@@ -753,6 +753,16 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
     if bar is not None:
         bar.close()
     rng_before = buf.shuffle_rng.bit_generator.state
+    warn_end(diverged_at, done, interrupted, t, e0)
+    result = snapshot()
+    if buf.keeper is not None:
+        buf.keeper.write(result, done)
+    return result
+
+
+def warn_end(diverged_at, done, interrupted, t, epoch):
+    """The warning a run that diverged (at step diverged_at, with ``done`` epochs whole) or was
+    interrupted (after t steps, in ``epoch``) ends with."""
     if diverged_at >= 0:
         warnings.warn(
             f"training diverged at step {diverged_at} (epoch {done}): the loss or the parameters became "
@@ -760,13 +770,9 @@ def run(s, data, buf, previous, resumed_changes, started, inputs):
             DivergenceWarning, stacklevel=_user_stacklevel())
     if interrupted:
         warnings.warn(
-            f"training interrupted (Ctrl-C) after {t} steps, in epoch {e0}: the result holds the run so far "
+            f"training interrupted (Ctrl-C) after {t} steps, in epoch {epoch}: the result holds the run so far "
             "(interrupted=True); train(X, y, resume=result, epochs=...) continues it exactly.",
             InterruptedWarning, stacklevel=_user_stacklevel())
-    result = snapshot()
-    if buf.keeper is not None:
-        buf.keeper.write(result, done)
-    return result
 
 
 def _result(s, data, buf, t, row, e0, offset, perm, rng_state, done, diverged_at, interrupted, previous, config,

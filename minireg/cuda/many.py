@@ -20,7 +20,6 @@ rest are not run (the sweep reports ``interrupted``).
 import dataclasses
 import hashlib
 import time
-import warnings
 
 import numpy as np
 
@@ -28,8 +27,8 @@ from .. import _validate as V
 from ..kernels import losses
 from ..kernels.loop import TRACE_OFF
 from ..resume import Interrupt
-from ..train import (DivergenceWarning, InterruptedWarning, Prepared, RunInputs, _collect, _result, _user_stacklevel,
-                     allocate, call_lrs, checked_lr, config_of, epoch_order, prepare, train)
+from ..train import (Prepared, RunInputs, _collect, _result, allocate, call_lrs, checked_lr, config_of, epoch_order,
+                     prepare, train, warn_end)
 from . import onelaunch
 
 
@@ -214,16 +213,7 @@ def run_group(group, stop=None):
         perm = None
         if orders is not None:
             perm = orders.settle(r, e_at if div != -1 else None, interrupted)
-        if interrupted:
-            warnings.warn(
-                f"training interrupted (Ctrl-C) after {t} steps, in epoch {e_at}: the result holds the run so far "
-                "(interrupted=True); train(X, y, resume=result, epochs=...) continues it exactly.",
-                InterruptedWarning, stacklevel=_user_stacklevel())
-        if div >= 0:
-            warnings.warn(
-                f"training diverged at step {div} (epoch {done}): the loss or the parameters became NaN/inf; the "
-                "run stopped there. See result.diverged_at and result.trace.", DivergenceWarning,
-                stacklevel=_user_stacklevel())
+        warn_end(div, done, interrupted, t, e_at)
         config = config_of(s, data, buf, None, p.resumed_changes, 0, onelaunch.PATH_ONE, why)
         # seconds, as train()'s: its own checks, scaling and buffers, and its share of the group's launches
         setup = setup_seconds.get(id(p), 0.0)
