@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import _validate
-from .kernels.activations import CODES as ACTIVATION_CODES
+from .kernels.activations import kernel_arg
 from .kernels.constants import run_constants
 from .kernels.models import predict_rows
 from .plot import plot_path, plot_result
@@ -106,8 +106,7 @@ class TrainResult:
         c = run_constants(0.0, self.dtype)
         out = np.empty(X.shape[0], self.dtype)
         ident = np.arange(X.shape[0], dtype=np.int64)
-        act = ACTIVATION_CODES[self.config["activation"] or "identity"]
-        predict_rows(X, ident, self.theta, sizes, woff, boff, aoff, act, acts, c, out)
+        predict_rows(X, ident, self.theta, sizes, woff, boff, aoff, kernel_arg(self.config["activation"]), acts, c, out)
         if self.y_scaler.kind is not None:
             with np.errstate(over="ignore", invalid="ignore"):  # a diverged/huge model predicts inf/NaN
                 out = self.y_scaler.inverse(out).astype(self.dtype)

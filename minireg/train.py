@@ -516,8 +516,7 @@ def allocate(s, data, previous, resumed_changes):
         rng = np.random.RandomState(s.seed) if s.init == "sklearn" else np.random.default_rng(data.init_seq)
         theta = init_params(s.layout, s.init, rng, s.dtype, s.activation)
     sizes, woff, boff, aoff, nacts = s.layout.kernel_arrays(data.bs)
-    act_code = activations.CODES[s.activation or "identity"]
-    model_arrays = (sizes, woff, boff, aoff, act_code)
+    model_arrays = (sizes, woff, boff, aoff, activations.kernel_arg(s.activation))
     opt = optim.hyper(s.optimizer, s.hparams, s.flavor)
     controls = np.zeros(N_CONTROLS, s.dtype)
     controls[CD_L1], controls[CD_L2] = s.l1, s.l2

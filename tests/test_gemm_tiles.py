@@ -20,7 +20,7 @@ from llvmlite import binding as llvm
 
 import minireg
 from minireg import _parallel
-from minireg.kernels.activations import CODES as ACTIVATIONS
+from minireg.kernels.activations import kernel_arg
 from minireg.kernels.constants import run_constants
 from minireg.kernels.gemm import RELU_OUT, STORE, TIMES_RELU_GRAD, product
 from minireg.kernels.losses import CODES as LOSSES
@@ -166,7 +166,7 @@ def test_mlp_tiles_match_the_row_loop(case, dtype, large_everywhere, monkeypatch
 def _step(X, y, idx, layout, activation, loss, dtype, threads, B, start=0):
     theta = init_params(layout, "torch", np.random.default_rng(0), dtype)
     sizes, woff, boff, aoff, _ = layout.kernel_arrays(1)
-    model = (sizes, woff, boff, aoff, ACTIVATIONS[activation])
+    model = (sizes, woff, boff, aoff, kernel_arg(activation))
     big, _ = _parallel.plan(layout, X.shape[0], 0, B, threads, dtype)
     g = np.full(layout.size, np.nan, dtype)
     before = numba.get_num_threads()

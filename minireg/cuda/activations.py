@@ -9,6 +9,7 @@ from ._config import device
 
 IDENTITY, RELU, TANH, SIGMOID = _cpu.IDENTITY, _cpu.RELU, _cpu.TANH, _cpu.SIGMOID
 CODES = _cpu.CODES
+code_of = _cpu.code_of  # the integer code of a CPU kernel argument (kernel_arg), for the device kernels
 
 activate = device(_cpu.activate.py_func)
 derivative_from_output = device(_cpu.derivative_from_output.py_func)

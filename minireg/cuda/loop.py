@@ -36,6 +36,7 @@ from ..kernels._jit import kernel as cpu_kernel
 from ..kernels.loop import CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, N_SCALAR_COLS, TRACE_FULL, TRACE_OFF
 from . import models as M
 from . import onelaunch
+from .activations import code_of
 from . import optimizers as OPT
 from . import reduce as R
 from ._config import BT, CHECK_EVERY, CW, TILE, TPB
@@ -88,7 +89,7 @@ class Context:
         self.woff = [int(v) for v in woff]
         self.boff = [int(v) for v in boff]
         self.aoff = [int(v) for v in aoff]
-        self.act = int(act)
+        self.act = code_of(act)
         self.L = len(self.sizes) - 1
         self.P = theta.shape[0]
         n, nv = X.shape[0], Xv.shape[0]

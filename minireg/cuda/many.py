@@ -30,6 +30,7 @@ from ..resume import Interrupt
 from ..train import (Prepared, RunInputs, _collect, _result, allocate, call_lrs, checked_lr, config_of, epoch_order,
                      prepare, train, warn_end)
 from . import onelaunch
+from .activations import code_of
 
 
 def prepare_many(X, y, runs, label="configuration"):
@@ -121,9 +122,10 @@ def group_key(p):
     if path != onelaunch.PATH_ONE:
         return None
     srows = tuple(int(v) for v in buf.trace_arrays[8])
-    return (s.dtype, tuple(s.layout.sizes), int(buf.model_arrays[4]), s.loss, buf.c.tobytes(), type(buf.opt).__name__,
-            tuple(buf.opt), buf.controls.tobytes(), int(buf.l1_end), data.bs, data.n, bool(buf.shuffled), buf.total,
-            buf.mode, s.trace_every, srows, buf.state.shape, _digest(data.Xa, data.ya, data.Xv, data.yv))
+    return (s.dtype, tuple(s.layout.sizes), code_of(buf.model_arrays[4]), s.loss, buf.c.tobytes(),
+            type(buf.opt).__name__, tuple(buf.opt), buf.controls.tobytes(), int(buf.l1_end), data.bs, data.n,
+            bool(buf.shuffled), buf.total, buf.mode, s.trace_every, srows, buf.state.shape,
+            _digest(data.Xa, data.ya, data.Xv, data.yv))
 
 
 class _Orders:

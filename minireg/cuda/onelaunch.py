@@ -60,7 +60,7 @@ from ..kernels.loop import (CD_CLIP_NORM, CD_CLIP_VALUE, CD_L1, COL_CLIPPED, COL
                             COL_PARAM_NORM, COL_UPDATE_NORM, N_SCALAR_COLS, TRACE_FULL, TRACE_NORMS, TRACE_OFF)
 from . import _config
 from ._config import SHARED_BYTES, TPB, device, kernel
-from .activations import activate, derivative_from_output
+from .activations import activate, code_of, derivative_from_output
 from .losses import dloss_of_residual, loss_of_residual
 from .models import with_l1
 from .optimizers import STATE_OF, UPDATE
@@ -430,7 +430,7 @@ class RunSet:
         self.d_ident = cuda.to_device(np.arange(max(self.n, self.nv), dtype=np.int64))
         self.sizes = np.asarray(sizes, np.int64)
         self.d_model = tuple(cuda.to_device(np.asarray(a, np.int64)) for a in (sizes, woff, boff, aoff))
-        self.act = int(act)
+        self.act = code_of(act)
         self.d_c = cuda.to_device(np.asarray(c))
         self.n_state = n_state
         self.shared = shared_bytes(self.sizes, bs, self.dtype.itemsize)

@@ -13,7 +13,7 @@ from ..kernels.models import forward
 class Model:
     def __init__(self, layout, activation, loss, delta):
         self.layout = layout
-        self.act = activations.CODES[activation or "identity"]
+        self.act = activations.kernel_arg(activation)
         self.activation = activation
         self.loss_code = losses.CODES[loss]
         self.c = run_constants(delta, np.float64)

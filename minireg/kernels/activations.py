@@ -3,14 +3,68 @@
 The derivatives use the activation's output exactly as PyTorch's backward kernels do
 (``threshold_backward(grad, result, 0)``, ``tanh_backward: grad*(1-y*y)``,
 ``sigmoid_backward: grad*(1-y)*y``), so only outputs need to be stored.
+
+The CPU kernels take a model's activation as ``kernel_arg(name)``: None for the linear model (no
+hidden layer), else a marker whose *type* names the activation (``Identity()``, ``ReLU()``, …).
+numba compiles a kernel once per argument type, so a run compiles the passes of its own model and
+activation only: the linear model's without any hidden-layer loop, an MLP's with one activation's
+loop instead of four (``code_of`` turns the marker into its code as a compile-time constant). The
+CUDA kernels take the plain integer code (``code_of`` gives it from Python too).
 """
 import math
+from typing import NamedTuple
+
+from numba.core import types
+from numba.extending import overload
 
 from ._jit import element
 from .constants import ZERO, HALF, ONE, TWO
 
 IDENTITY, RELU, TANH, SIGMOID = 0, 1, 2, 3
 CODES = {"identity": IDENTITY, "relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
+
+
+class Identity(NamedTuple):
+    code: int = IDENTITY
+
+
+class ReLU(NamedTuple):
+    code: int = RELU
+
+
+class Tanh(NamedTuple):
+    code: int = TANH
+
+
+class Sigmoid(NamedTuple):
+    code: int = SIGMOID
+
+
+MARKERS = {IDENTITY: Identity(), RELU: ReLU(), TANH: Tanh(), SIGMOID: Sigmoid()}
+
+
+def kernel_arg(name):
+    """What the CPU kernels take for a model's hidden activation ``name``: None for the linear model
+    (``name`` None), else the activation's marker."""
+    return None if name is None else MARKERS[CODES[name]]
+
+
+def code_of(act):
+    """The integer code of a kernel argument: IDENTITY for None (the linear model's output)."""
+    return IDENTITY if act is None else act.code
+
+
+@overload(code_of, inline="always")
+def _code_of_compiled(act):
+    """In compiled code, the code is fixed by act's type: a constant, so the activation's branches
+    fold away."""
+    if isinstance(act, types.NoneType):
+        code = IDENTITY
+    elif isinstance(act, types.BaseNamedTuple) and act.instance_class in (Identity, ReLU, Tanh, Sigmoid):
+        code = act.instance_class._field_defaults["code"]
+    else:
+        return None
+    return lambda act: code
 
 
 @element

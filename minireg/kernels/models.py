@@ -23,15 +23,20 @@ order, exactly as the one-row-at-a-time loop does, so the results are bit-identi
 B % 4 rows go one at a time.
 """
 from ._jit import element, kernel
-from .activations import IDENTITY, RELU, SIGMOID, TANH, activate, constants, derivative_from_output
+from .activations import activate, code_of, constants, derivative_from_output
 from .constants import ZERO
 
 
 @kernel
 def forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
-    """Fill ``acts`` for rows idx[start:start+B]; the prediction of row r is acts[aoff[-1] + r]."""
-    L = sizes.shape[0] - 1
+    """Fill ``acts`` for rows idx[start:start+B]; the prediction of row r is acts[aoff[-1] + r].
+    ``act``: activations.kernel_arg, None for the linear model (numba then compiles that branch only)."""
     c0 = c[ZERO]
+    if act is None:
+        d = sizes[0]
+        _linear_forward(X, idx, start, B, theta[woff[0]:woff[0] + d], theta[boff[0]], acts[aoff[0]:aoff[0] + B], c0)
+        return
+    L = sizes.shape[0] - 1
     for k in range(L):
         fi = sizes[k]
         fo = sizes[k + 1]
@@ -63,21 +68,13 @@ def forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
                     w = i * fo
                     for j in range(fo):
                         Zr[o + j] += a * W[w + j]
-        # bias added after the product, as torch's addmm does; one loop per activation, so that
-        # each is compiled with its code constant (no dispatch per element)
-        code = act if k < L - 1 else IDENTITY
-        if fo == 1 and code == IDENTITY:  # the output layer: one loop over the rows
+        # bias added after the product, as torch's addmm does
+        if k == L - 1:  # the output layer: one unit, no activation
             b0 = b[0]
             for rb in range(B):
                 Z[rb] = Z[rb] + b0
-        elif code == IDENTITY:
-            _bias_activate(Z, B, b, fo, IDENTITY, c)
-        elif code == RELU:
-            _bias_activate(Z, B, b, fo, RELU, c)
-        elif code == TANH:
-            _bias_activate(Z, B, b, fo, TANH, c)
         else:
-            _bias_activate(Z, B, b, fo, SIGMOID, c)
+            _bias_activate(Z, B, b, fo, act, c)
 
 
 @kernel
@@ -128,8 +125,10 @@ def _add_to_four_rows(out, o0, o1, o2, o3, s0, s1, s2, s3, M, w, n):
 
 
 @element
-def _bias_activate(Z, B, b, fo, code, c):
-    """Z[r, :] = f(Z[r, :] + b) for the B rows of width fo."""
+def _bias_activate(Z, B, b, fo, act, c):
+    """Z[r, :] = f(Z[r, :] + b) for the B rows of width fo (f fixed by act's type: no dispatch per
+    element)."""
+    code = code_of(act)
     cc = constants(c)
     for r in range(B):
         o = r * fo
@@ -138,7 +137,9 @@ def _bias_activate(Z, B, b, fo, code, c):
 
 
 @element
-def _times_derivative(Dp, A, n, code, c):
+def _times_derivative(Dp, A, n, act, c):
+    """Dp ⊙= f'(A), f fixed by act's type."""
+    code = code_of(act)
     cc = constants(c)
     for p in range(n):
         Dp[p] = Dp[p] * derivative_from_output(code, A[p], cc)
@@ -148,8 +149,13 @@ def _times_derivative(Dp, A, n, code, c):
 def backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, wt, c):
     """Given the output deltas (dL/dpred per row) in ``deltas``, write the full gradient to ``grad``.
     ``wt`` is scratch for one layer's transposed weights."""
-    L = sizes.shape[0] - 1
     c0 = c[ZERO]
+    if act is None:
+        d = sizes[0]
+        _linear_backward(X, idx, start, B, deltas[aoff[0]:aoff[0] + B], grad[woff[0]:woff[0] + d], grad[boff[0]:],
+                         c0)
+        return
+    L = sizes.shape[0] - 1
     for k in range(L - 1, -1, -1):
         fi = sizes[k]
         fo = sizes[k + 1]
@@ -201,14 +207,7 @@ def backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas
                     for i in range(fi):
                         Dpr[q + i] += d * wt[w + i]
         if k > 0:
-            if act == RELU:
-                _times_derivative(Dp, A, B * fi, RELU, c)
-            elif act == TANH:
-                _times_derivative(Dp, A, B * fi, TANH, c)
-            elif act == SIGMOID:
-                _times_derivative(Dp, A, B * fi, SIGMOID, c)
-            else:
-                _times_derivative(Dp, A, B * fi, IDENTITY, c)
+            _times_derivative(Dp, A, B * fi, act, c)
 
 
 @kernel
@@ -235,6 +234,56 @@ def _grads_by_four(X, idx, start, B, A, D, Dp, gW, gb, wt, k, fi, fo):
             for j in range(fo):
                 d0, d1, d2, d3 = D[o0 + j], D[o1 + j], D[o2 + j], D[o3 + j]
                 _add_to_four_rows(Dp, q0, q1, q2, q3, d0, d1, d2, d3, wt, j * fi, fi)
+
+
+@kernel
+def _linear_forward(X, idx, start, B, w, b, Z, c0):
+    """The linear model's predictions Z[r] = (0 + Σ_i x_i·w_i) + b for the rows idx[start:start+B],
+    four rows at a time as four independent chains (each sum in i order): the network's forward
+    pass with one layer, bit for bit."""
+    d = w.shape[0]
+    for blk in range(B // 4):
+        r = 4 * blk
+        x0, x1, x2, x3 = idx[start + r], idx[start + r + 1], idx[start + r + 2], idx[start + r + 3]
+        s0 = s1 = s2 = s3 = c0
+        for i in range(d):
+            wi = w[i]
+            s0 += X[x0, i] * wi
+            s1 += X[x1, i] * wi
+            s2 += X[x2, i] * wi
+            s3 += X[x3, i] * wi
+        Z[r], Z[r + 1], Z[r + 2], Z[r + 3] = s0 + b, s1 + b, s2 + b, s3 + b
+    for r in range(B - B % 4, B):
+        row = idx[start + r]
+        s = c0
+        for i in range(d):
+            s += X[row, i] * w[i]
+        Z[r] = s + b
+
+
+@kernel
+def _linear_backward(X, idx, start, B, D, gw, gb, c0):
+    """The linear model's gradient from the output deltas D: gw = Xᵀ·D and gb[0] = Σ D, each sum in
+    row order (four rows' terms added per pass over gw): the network's backward pass with one layer,
+    bit for bit."""
+    d = gw.shape[0]
+    for i in range(d):
+        gw[i] = c0
+    s = c0
+    for blk in range(B // 4):
+        r = 4 * blk
+        x0, x1, x2, x3 = idx[start + r], idx[start + r + 1], idx[start + r + 2], idx[start + r + 3]
+        d0, d1, d2, d3 = D[r], D[r + 1], D[r + 2], D[r + 3]
+        s = s + d0 + d1 + d2 + d3
+        for i in range(d):
+            gw[i] = gw[i] + X[x0, i] * d0 + X[x1, i] * d1 + X[x2, i] * d2 + X[x3, i] * d3
+    for r in range(B - B % 4, B):
+        row = idx[start + r]
+        dr = D[r]
+        s += dr
+        for i in range(d):
+            gw[i] += X[row, i] * dr
+    gb[0] = s
 
 
 @kernel

@@ -39,7 +39,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from ._jit import element, kernel, parallel_kernel, reassociating_kernel
-from .activations import IDENTITY, RELU, SIGMOID, TANH, activate, constants, derivative_from_output
+from .activations import RELU, SIGMOID, TANH, activate, code_of, constants, derivative_from_output
 from .constants import DELTA, ONE, ZERO
 from .gemm import RELU_OUT, STORE, TIMES_RELU_GRAD, product
 from .losses import dloss_of_residual, loss_of_residual
@@ -66,14 +66,7 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
         tile_sums(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c, inv_b, partials[0], P, acts_t[0],
                   deltas_t[0], goff, wT)
     else:
-        for w in prange(nw):
-            buf = acts_t[w]
-            dbuf = deltas_t[w]
-            for k in range(w, nt, nw):
-                s = start + k * tile
-                bt = min(tile, start + B - s)
-                tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, partials[k], P, buf,
-                          dbuf, goff, wT)
+        _all_tiles(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c, inv_b, big, nt, nw)
     # the sums over tiles, in tile order; blocks of entries in parallel when there are many of them
     if nt * P >= _PARALLEL_SUM:
         for jb in prange((P + _REDUCE_BLOCK - 1) // _REDUCE_BLOCK):
@@ -84,6 +77,23 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
     for k in range(1, nt):
         loss += partials[k, P]
     return loss / nb
+
+
+@parallel_kernel
+def _all_tiles(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c, inv_b, big, nt, nw):
+    """tile_sums of the nt tiles into their rows of ``partials``, on nw workers. (``act`` is an
+    argument here, not taken out of the model tuple: numba passes a named tuple into a prange body
+    only when it can find where it was made.)"""
+    tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
+    P = theta.shape[0]
+    for w in prange(nw):
+        buf = acts_t[w]
+        dbuf = deltas_t[w]
+        for k in range(w, nt, nw):
+            s = start + k * tile
+            bt = min(tile, start + B - s)
+            tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, partials[k], P, buf,
+                      dbuf, goff, wT)
 
 
 @kernel
@@ -150,6 +160,7 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
     j) with fused multiply-adds: the row loop's order, but with one rounding per term where the
     CPU has FMA."""
     L = sizes.shape[0] - 1
+    code = code_of(act)  # a constant: act's type names the activation
     cc = constants(c)
     one, delta = c[ONE], c[DELTA]
     # the tile's inputs, gathered (the batch's rows are idx[s:s+bt]), with the column of ones
@@ -169,17 +180,9 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
         hidden = k < L - 1
         # relu is applied as the product stores its sums; the others in a loop of their own
         product(buf, goff[k], fi + 1, 1, theta, woff[k], fo, fi + 1, Z, 0, ldz, bt, fo, False,
-                RELU_OUT if hidden and act == RELU else STORE, Z)
+                RELU_OUT if hidden and code == RELU else STORE, Z)
         if hidden:
-            # one loop per activation, compiled with its code constant
-            if act == RELU:
-                _activate_block(Z, bt, fo, IDENTITY, c)  # only the column of ones
-            elif act == TANH:
-                _activate_block(Z, bt, fo, TANH, c)
-            elif act == SIGMOID:
-                _activate_block(Z, bt, fo, SIGMOID, c)
-            else:
-                _activate_block(Z, bt, fo, IDENTITY, c)
+            _activate_block(Z, bt, fo, code, c)
     # the loss terms and dL/dpred, in row order
     pred = buf[goff[L]:goff[L] + bt]
     dpred = dbuf[goff[L]:goff[L] + bt]
@@ -203,26 +206,21 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
         if k > 0:
             # Δ_prev = Δ·Wᵀ, then ⊙ f'(A_prev): relu's as the product stores, the others in a loop
             product(dbuf, goff[k + 1], ldd, 1, wT, woff[k], fi, fo, dbuf, goff[k], fi + 1, bt, fi, False,
-                    TIMES_RELU_GRAD if act == RELU else STORE, buf)
-            Dp = dbuf[goff[k]:goff[k + 1]]
-            A = buf[goff[k]:goff[k + 1]]
-            if act == TANH:
-                _times_derivative_block(Dp, A, bt, fi, TANH, c)
-            elif act == SIGMOID:
-                _times_derivative_block(Dp, A, bt, fi, SIGMOID, c)
-            # (identity's derivative is 1: x·1 is x, bit for bit)
+                    TIMES_RELU_GRAD if code == RELU else STORE, buf)
+            if code == TANH or code == SIGMOID:  # (identity's derivative is 1: x·1 is x, bit for bit)
+                _times_derivative_block(dbuf[goff[k]:goff[k + 1]], buf[goff[k]:goff[k + 1]], bt, fi, code, c)
 
 
 @element
 def _activate_block(Z, bt, fo, code, c):
     """Z[r, j] = f(Z[r, j]) for the bt rows of a (fo + 1)-wide block, and its last column set to 1
-    (for IDENTITY only the column of ones)."""
+    (for IDENTITY, and RELU which the product applied as it stored, only the column of ones)."""
     cc = constants(c)
     one = c[ONE]
     w = fo + 1
     for r in range(bt):
         z = Z[r * w:r * w + w]
-        if code != IDENTITY:
+        if code == TANH or code == SIGMOID:
             for j in range(fo):
                 z[j] = activate(code, z[j], cc)
         z[fo] = one
@@ -310,25 +308,13 @@ def _linear_tile_loss(X, y, s, bt, theta, wo, bo, loss_code, c):
 
 
 @parallel_kernel
-def tiled_dataset_loss(X, y, idx, theta, model, loss_code, c, big):
-    """Mean loss over all rows of X (``idx`` the identity): for an MLP the row loop's sum bit for bit;
-    for the linear model one vectorized pass per tile (like its steps), the tiles' sums in order."""
-    sizes, woff, boff, aoff, act = model
+def _row_losses(X, y, idx, theta, sizes, woff, boff, act, loss_code, c, big, nt, nw):
+    """rowloss[r] = row r's loss term, the tiles forwarded by the row loop's kernel on nw workers
+    (``act`` an argument: see _all_tiles)."""
     tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
     n = X.shape[0]
     delta = c[DELTA]
-    nt = (n + tile - 1) // tile
-    nw = min(nt, acts_t.shape[0])
     pred_off = aoff_t[aoff_t.shape[0] - 1]
-    if sizes.shape[0] == 2:  # the linear model: per tile as its steps compute it, the tiles in order
-        for k in prange(nt):
-            rowloss[k] = _linear_tile_loss(X, y, k * tile, min(tile, n - k * tile), theta, woff[0], boff[0],
-                                           loss_code, c)
-        total = c[ZERO]
-        for k in range(nt):
-            total += rowloss[k]
-        sc_t[1] = n
-        return total / sc_t[1]
     for w in prange(nw):
         acts = acts_t[w]
         cc = constants(c)
@@ -338,6 +324,27 @@ def tiled_dataset_loss(X, y, idx, theta, model, loss_code, c, big):
             forward(X, idx, s, bt, theta, sizes, woff, boff, aoff_t, act, acts, c)
             for r in range(bt):
                 rowloss[s + r] = loss_of_residual(loss_code, acts[pred_off + r] - y[s + r], delta, cc)
+
+
+@parallel_kernel
+def tiled_dataset_loss(X, y, idx, theta, model, loss_code, c, big):
+    """Mean loss over all rows of X (``idx`` the identity): for an MLP the row loop's sum bit for bit;
+    for the linear model one vectorized pass per tile (like its steps), the tiles' sums in order."""
+    sizes, woff, boff, aoff, act = model
+    tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
+    n = X.shape[0]
+    nt = (n + tile - 1) // tile
+    nw = min(nt, acts_t.shape[0])
+    if sizes.shape[0] == 2:  # the linear model: per tile as its steps compute it, the tiles in order
+        for k in prange(nt):
+            rowloss[k] = _linear_tile_loss(X, y, k * tile, min(tile, n - k * tile), theta, woff[0], boff[0],
+                                           loss_code, c)
+        total = c[ZERO]
+        for k in range(nt):
+            total += rowloss[k]
+        sc_t[1] = n
+        return total / sc_t[1]
+    _row_losses(X, y, idx, theta, sizes, woff, boff, act, loss_code, c, big, nt, nw)
     total = c[ZERO]
     for r in range(n):
         total += rowloss[r]
