@@ -54,6 +54,19 @@ def code_of(act):
     return IDENTITY if act is None else act.code
 
 
+def by_model(act, linear, network):
+    """``linear`` for the linear model (act None), else ``network``: two kernels of one signature. In
+    compiled code the choice is made from act's type, so the other kernel is not compiled."""
+    return linear if act is None else network
+
+
+@overload(by_model, inline="always")
+def _by_model_compiled(act, linear, network):
+    if isinstance(act, types.NoneType):
+        return lambda act, linear, network: linear
+    return lambda act, linear, network: network
+
+
 @overload(code_of, inline="always")
 def _code_of_compiled(act):
     """In compiled code, the code is fixed by act's type: a constant, so the activation's branches

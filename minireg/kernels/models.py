@@ -23,19 +23,21 @@ order, exactly as the one-row-at-a-time loop does, so the results are bit-identi
 B % 4 rows go one at a time.
 """
 from ._jit import element, kernel
-from .activations import activate, code_of, constants, derivative_from_output
+from .activations import activate, by_model, code_of, constants, derivative_from_output
 from .constants import ZERO
 
 
-@kernel
+@element
 def forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
     """Fill ``acts`` for rows idx[start:start+B]; the prediction of row r is acts[aoff[-1] + r].
-    ``act``: activations.kernel_arg, None for the linear model (numba then compiles that branch only)."""
+    ``act``: activations.kernel_arg; the linear model's pass (act None) or the network's, whichever
+    act's type names, is the only one compiled."""
+    by_model(act, _linear_forward, _network_forward)(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c)
+
+
+@kernel
+def _network_forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
     c0 = c[ZERO]
-    if act is None:
-        d = sizes[0]
-        _linear_forward(X, idx, start, B, theta[woff[0]:woff[0] + d], theta[boff[0]], acts[aoff[0]:aoff[0] + B], c0)
-        return
     L = sizes.shape[0] - 1
     for k in range(L):
         fi = sizes[k]
@@ -145,16 +147,17 @@ def _times_derivative(Dp, A, n, act, c):
         Dp[p] = Dp[p] * derivative_from_output(code, A[p], cc)
 
 
-@kernel
+@element
 def backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, wt, c):
     """Given the output deltas (dL/dpred per row) in ``deltas``, write the full gradient to ``grad``.
-    ``wt`` is scratch for one layer's transposed weights."""
+    ``wt`` is scratch for one layer's transposed weights. (One model's pass compiled: see forward.)"""
+    by_model(act, _linear_backward, _network_backward)(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts,
+                                                         deltas, grad, wt, c)
+
+
+@kernel
+def _network_backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, wt, c):
     c0 = c[ZERO]
-    if act is None:
-        d = sizes[0]
-        _linear_backward(X, idx, start, B, deltas[aoff[0]:aoff[0] + B], grad[woff[0]:woff[0] + d], grad[boff[0]:],
-                         c0)
-        return
     L = sizes.shape[0] - 1
     for k in range(L - 1, -1, -1):
         fi = sizes[k]
@@ -237,11 +240,15 @@ def _grads_by_four(X, idx, start, B, A, D, Dp, gW, gb, wt, k, fi, fo):
 
 
 @kernel
-def _linear_forward(X, idx, start, B, w, b, Z, c0):
+def _linear_forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
     """The linear model's predictions Z[r] = (0 + Σ_i x_i·w_i) + b for the rows idx[start:start+B],
     four rows at a time as four independent chains (each sum in i order): the network's forward
     pass with one layer, bit for bit."""
-    d = w.shape[0]
+    d = sizes[0]
+    w = theta[woff[0]:woff[0] + d]
+    b = theta[boff[0]]
+    Z = acts[aoff[0]:aoff[0] + B]
+    c0 = c[ZERO]
     for blk in range(B // 4):
         r = 4 * blk
         x0, x1, x2, x3 = idx[start + r], idx[start + r + 1], idx[start + r + 2], idx[start + r + 3]
@@ -262,11 +269,14 @@ def _linear_forward(X, idx, start, B, w, b, Z, c0):
 
 
 @kernel
-def _linear_backward(X, idx, start, B, D, gw, gb, c0):
-    """The linear model's gradient from the output deltas D: gw = Xᵀ·D and gb[0] = Σ D, each sum in
-    row order (four rows' terms added per pass over gw): the network's backward pass with one layer,
-    bit for bit."""
-    d = gw.shape[0]
+def _linear_backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, wt, c):
+    """The linear model's gradient from the output deltas D: gw = Xᵀ·D and gb = Σ D, each sum in row
+    order (four rows' terms added per pass over gw): the network's backward pass with one layer, bit
+    for bit."""
+    d = sizes[0]
+    D = deltas[aoff[0]:aoff[0] + B]
+    gw = grad[woff[0]:woff[0] + d]
+    c0 = c[ZERO]
     for i in range(d):
         gw[i] = c0
     s = c0
@@ -283,7 +293,7 @@ def _linear_backward(X, idx, start, B, D, gw, gb, c0):
         s += dr
         for i in range(d):
             gw[i] += X[row, i] * dr
-    gb[0] = s
+    grad[boff[0]] = s
 
 
 @kernel

@@ -39,7 +39,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from ._jit import element, kernel, parallel_kernel, reassociating_kernel
-from .activations import RELU, SIGMOID, TANH, activate, code_of, constants, derivative_from_output
+from .activations import RELU, SIGMOID, TANH, activate, by_model, code_of, constants, derivative_from_output
 from .constants import DELTA, ONE, ZERO
 from .gemm import RELU_OUT, STORE, TIMES_RELU_GRAD, product
 from .losses import dloss_of_residual, loss_of_residual
@@ -307,12 +307,39 @@ def _linear_tile_loss(X, y, s, bt, theta, wo, bo, loss_code, c):
     return ls
 
 
+@element
+def tiled_dataset_loss(X, y, idx, theta, model, loss_code, c, big):
+    """Mean loss over all rows of X (``idx`` the identity): for an MLP the row loop's sum bit for bit;
+    for the linear model one vectorized pass per tile (like its steps), the tiles' sums in order.
+    (Only the run's model's kernel is compiled: activations.by_model.)"""
+    sizes, woff, boff, aoff, act = model
+    return by_model(act, _linear_dataset_loss, _network_dataset_loss)(X, y, idx, theta, sizes, woff, boff, act,
+                                                                        loss_code, c, big)
+
+
 @parallel_kernel
-def _row_losses(X, y, idx, theta, sizes, woff, boff, act, loss_code, c, big, nt, nw):
-    """rowloss[r] = row r's loss term, the tiles forwarded by the row loop's kernel on nw workers
-    (``act`` an argument: see _all_tiles)."""
+def _linear_dataset_loss(X, y, idx, theta, sizes, woff, boff, act, loss_code, c, big):
     tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
     n = X.shape[0]
+    nt = (n + tile - 1) // tile
+    for k in prange(nt):
+        rowloss[k] = _linear_tile_loss(X, y, k * tile, min(tile, n - k * tile), theta, woff[0], boff[0], loss_code, c)
+    total = c[ZERO]
+    for k in range(nt):
+        total += rowloss[k]
+    sc_t[1] = n
+    return total / sc_t[1]
+
+
+@parallel_kernel
+def _network_dataset_loss(X, y, idx, theta, sizes, woff, boff, act, loss_code, c, big):
+    """Every row's loss term into rowloss[r], the tiles forwarded by the row loop's kernel in
+    parallel, then added in row order. (``act`` is an argument here, not taken out of the model
+    tuple: see _all_tiles.)"""
+    tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
+    n = X.shape[0]
+    nt = (n + tile - 1) // tile
+    nw = min(nt, acts_t.shape[0])
     delta = c[DELTA]
     pred_off = aoff_t[aoff_t.shape[0] - 1]
     for w in prange(nw):
@@ -324,27 +351,6 @@ def _row_losses(X, y, idx, theta, sizes, woff, boff, act, loss_code, c, big, nt,
             forward(X, idx, s, bt, theta, sizes, woff, boff, aoff_t, act, acts, c)
             for r in range(bt):
                 rowloss[s + r] = loss_of_residual(loss_code, acts[pred_off + r] - y[s + r], delta, cc)
-
-
-@parallel_kernel
-def tiled_dataset_loss(X, y, idx, theta, model, loss_code, c, big):
-    """Mean loss over all rows of X (``idx`` the identity): for an MLP the row loop's sum bit for bit;
-    for the linear model one vectorized pass per tile (like its steps), the tiles' sums in order."""
-    sizes, woff, boff, aoff, act = model
-    tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
-    n = X.shape[0]
-    nt = (n + tile - 1) // tile
-    nw = min(nt, acts_t.shape[0])
-    if sizes.shape[0] == 2:  # the linear model: per tile as its steps compute it, the tiles in order
-        for k in prange(nt):
-            rowloss[k] = _linear_tile_loss(X, y, k * tile, min(tile, n - k * tile), theta, woff[0], boff[0],
-                                           loss_code, c)
-        total = c[ZERO]
-        for k in range(nt):
-            total += rowloss[k]
-        sc_t[1] = n
-        return total / sc_t[1]
-    _row_losses(X, y, idx, theta, sizes, woff, boff, act, loss_code, c, big, nt, nw)
     total = c[ZERO]
     for r in range(n):
         total += rowloss[r]
