@@ -240,8 +240,10 @@ def _times_derivative_block(D, A, bt, fi, code, c):
 
 @reassociating_kernel
 def _linear_tile(X, y, idx, s, bt, theta, wo, bo, loss_code, c, inv_b, part, P):
-    """A linear model's tile in one pass over its rows, two rows at a time: each row's prediction,
-    residual, loss and dL/dpred, and its terms of the partial gradient while the row is in cache.
+    """A linear model's tile in one pass over its rows, four rows at a time: each row's prediction,
+    residual, loss and dL/dpred, and its terms of the partial gradient while the row is in cache
+    (four rows per pass over the gradient: 14.8 ms against 16.9 ms for two, W5's 1M x 100 float32 on
+    2 threads, where one read of X takes 12.2 ms).
     The dot products and the sums over the tile's rows are left to the compiler's order
     (reassociated and vectorized); the tiles and their order are as for any model."""
     d = X.shape[1]
@@ -254,27 +256,30 @@ def _linear_tile(X, y, idx, s, bt, theta, wo, bo, loss_code, c, inv_b, part, P):
         g[i] = c0
     gb = c0
     ls = c0
-    for r in range(0, bt - 1, 2):
-        r0 = idx[s + r]
-        r1 = idx[s + r + 1]
-        x0 = X[r0]
-        x1 = X[r1]
-        p0 = c0
-        p1 = c0
+    for r in range(0, bt - 3, 4):
+        r0, r1, r2, r3 = idx[s + r], idx[s + r + 1], idx[s + r + 2], idx[s + r + 3]
+        x0, x1, x2, x3 = X[r0], X[r1], X[r2], X[r3]
+        p0 = p1 = p2 = p3 = c0
         for i in range(d):
             p0 += x0[i] * w[i]
         for i in range(d):
             p1 += x1[i] * w[i]
-        e0 = (p0 + b) - y[r0]
-        e1 = (p1 + b) - y[r1]
-        ls += loss_of_residual(loss_code, e0, delta, cc) + loss_of_residual(loss_code, e1, delta, cc)
+        for i in range(d):
+            p2 += x2[i] * w[i]
+        for i in range(d):
+            p3 += x3[i] * w[i]
+        e0, e1, e2, e3 = (p0 + b) - y[r0], (p1 + b) - y[r1], (p2 + b) - y[r2], (p3 + b) - y[r3]
+        ls += (loss_of_residual(loss_code, e0, delta, cc) + loss_of_residual(loss_code, e1, delta, cc)
+               + loss_of_residual(loss_code, e2, delta, cc) + loss_of_residual(loss_code, e3, delta, cc))
         d0 = dloss_of_residual(loss_code, e0, delta, cc) * inv_b
         d1 = dloss_of_residual(loss_code, e1, delta, cc) * inv_b
-        gb += d0 + d1
+        d2 = dloss_of_residual(loss_code, e2, delta, cc) * inv_b
+        d3 = dloss_of_residual(loss_code, e3, delta, cc) * inv_b
+        gb += d0 + d1 + d2 + d3
         for i in range(d):
-            g[i] += x0[i] * d0 + x1[i] * d1
-    if bt % 2 == 1:
-        r0 = idx[s + bt - 1]
+            g[i] += x0[i] * d0 + x1[i] * d1 + x2[i] * d2 + x3[i] * d3
+    for r in range(bt - bt % 4, bt):  # the last bt % 4 rows one at a time
+        r0 = idx[s + r]
         x0 = X[r0]
         p0 = c0
         for i in range(d):
