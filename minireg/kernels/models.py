@@ -21,6 +21,10 @@ and each gradient entry is loaded once for four row updates, and an output layer
 products run as independent chains. Every sum still adds its terms in row order and in i (or j)
 order, exactly as the one-row-at-a-time loop does, so the results are bit-identical to it; the last
 B % 4 rows go one at a time.
+
+The linear model (``act`` None: activations.kernel_arg) has passes of its own, ``_linear_forward``
+and ``_linear_backward``: the same arithmetic in the same order for one layer with one output,
+without the hidden layers' loops, which numba then does not compile for it.
 """
 from ._jit import element, kernel
 from .activations import activate, by_model, code_of, constants, derivative_from_output
@@ -37,6 +41,7 @@ def forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
 
 @kernel
 def _network_forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, c):
+    """An MLP's forward pass, layer by layer (see the module's docstring)."""
     c0 = c[ZERO]
     L = sizes.shape[0] - 1
     for k in range(L):
@@ -157,6 +162,7 @@ def backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas
 
 @kernel
 def _network_backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts, deltas, grad, wt, c):
+    """An MLP's backward pass, from the last layer to the first (see the module's docstring)."""
     c0 = c[ZERO]
     L = sizes.shape[0] - 1
     for k in range(L - 1, -1, -1):
