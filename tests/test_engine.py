@@ -1,6 +1,7 @@
 """The engine's contract: trace contents, determinism, divergence, budget, dtypes, inputs."""
 import ast
 import gc
+import os
 import pathlib
 import subprocess
 import sys
@@ -384,3 +385,31 @@ def test_every_kernel_is_cached_on_disk():
     assert len(dispatchers) >= 12
     for d in dispatchers:
         assert not isinstance(d._cache, numba.core.caching.NullCache), d.py_func.__name__
+
+
+
+def test_each_model_compiles_only_its_own_passes(tmp_path):
+    # forward/backward pick the linear model's or the network's kernel from act's type
+    # (activations.by_model): a linear run compiles no MLP pass and an MLP run no linear one (in a
+    # fresh process and an empty cache: a kernel loaded from the cache compiles none of its callees)
+    code = """
+import numpy as np, minireg
+from minireg.kernels import models
+X = np.random.default_rng(0).normal(size=(40, 3)); y = X @ np.ones(3)
+def counts():
+    return [len(k.signatures) for k in (models._linear_forward, models._linear_backward, models._network_forward,
+                                        models._network_backward)]
+minireg.train(X, y, epochs=2)
+print(*counts())
+minireg.train(X, y, model="mlp", hidden=(4,), optimizer="sgd", epochs=2)
+print(*counts())
+"""
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
+    env.update(NUMBA_CACHE_DIR=str(tmp_path), MINIREG_NUMBA_CACHE="1",
+               PYTHONPATH=os.pathsep.join([root, env.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    after_linear, after_mlp = (list(map(int, line.split())) for line in out.stdout.splitlines()[-2:])
+    assert after_linear[0] >= 1 and after_linear[1] >= 1 and after_linear[2:] == [0, 0]
+    assert after_mlp[:2] == after_linear[:2] and after_mlp[2] >= 1 and after_mlp[3] >= 1
