@@ -39,7 +39,8 @@ _collect = contextvars.ContextVar("minireg_train_collect", default=False)
 class Prepared(NamedTuple):
     """A run checked, prepared and allocated by train() (stages 1-3), not yet trained: what
     ``trained()`` trains as train() would, and what minireg.cuda.many trains side by side with
-    others. X64, y64: the data as resolve() returned it (before the validation split and scaling)."""
+    others. X64, y64: the data as resolve() returned it (before the validation split and scaling);
+    setup: the seconds stages 1-3 took, where the caller measured them (minireg.cuda.many)."""
     s: object
     data: object
     buf: object
@@ -49,6 +50,7 @@ class Prepared(NamedTuple):
     inputs: object
     X64: object
     y64: object
+    setup: float = 0.0
 
     def trained(self):
         """Stage 4 and 5: the TrainResult."""

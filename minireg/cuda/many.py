@@ -44,7 +44,6 @@ def prepare_many(X, y, runs, label="configuration"):
     data and every argument again, the larger part of preparing a small run."""
     token = _collect.set(True)
     out, resolved = [], {}
-    setup_seconds.clear()
     try:
         for kw in runs:
             kw = {**kw, "progress": False}
@@ -57,8 +56,7 @@ def prepare_many(X, y, runs, label="configuration"):
                     p = train(X, y, **kw)
                     if key is not None and p.previous is None:
                         resolved[key] = p
-                setup_seconds[id(p)] = time.perf_counter() - p.started
-                out.append(p)
+                out.append(p._replace(setup=time.perf_counter() - p.started))
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"{label} {kw!r}: {exc}") from exc
         return out
@@ -66,8 +64,6 @@ def prepare_many(X, y, runs, label="configuration"):
         _collect.reset(token)
 
 
-# each Prepared's stages 1-3 in seconds (result.setup_seconds), by id, for the last prepare_many
-setup_seconds = {}
 _SIMPLE = (type(None), bool, int, float, str, np.integer, np.floating, np.bool_)
 
 
@@ -218,7 +214,7 @@ def run_group(group, stop=None):
         warn_end(div, done, interrupted, t, e_at)
         config = config_of(s, data, buf, None, p.resumed_changes, 0, onelaunch.PATH_ONE, why)
         # seconds, as train()'s: its own checks, scaling and buffers, and its share of the group's launches
-        setup = setup_seconds.get(id(p), 0.0)
+        setup = p.setup
         result = _result(s, data, buf, t, row, e_at, offset, perm, buf.shuffle_rng.bit_generator.state, done,
                          div if div >= 0 else -1, interrupted, None, config, time.perf_counter() - share - setup, 0.0,
                          p.inputs)
