@@ -589,6 +589,7 @@ def test_sweep_on_the_gpu_trains_lr_and_seed_side_by_side_in_one_launch(monkeypa
     diverged = 0
     for cfg, rg in zip(sw.configs, sw.results, strict=True):
         assert rg.config["cuda_path"] == "one-launch" and "6 runs side by side" in rg.config["cuda_path_why"]
+        assert 0 < rg.setup_seconds < rg.seconds  # its own checks and buffers, out of its share of the launch
         _same_as_alone(Xt, yt, {**fixed, **cfg}, rg)
         diverged += rg.diverged
     assert diverged == 3 and [r.diverged_at for r in sw.results[3:]] == [7, 5, 7]
