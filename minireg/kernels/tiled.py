@@ -242,8 +242,8 @@ def _times_derivative_block(D, A, bt, fi, code, c):
 def _linear_tile(X, y, idx, s, bt, theta, wo, bo, loss_code, c, inv_b, part, P):
     """A linear model's tile in one pass over its rows, four rows at a time: each row's prediction,
     residual, loss and dL/dpred, and its terms of the partial gradient while the row is in cache
-    (four rows per pass over the gradient: 14.8 ms against 16.9 ms for two, W5's 1M x 100 float32 on
-    2 threads, where one read of X takes 12.2 ms).
+    (four rows per pass over the gradient: 15.7 ms against 16.9 ms for two in one A/B on W5's
+    1M x 100 float32, 2 threads; benchmarks/RESULTS.md, fourth session).
     The dot products and the sums over the tile's rows are left to the compiler's order
     (reassociated and vectorized); the tiles and their order are as for any model."""
     d = X.shape[1]
