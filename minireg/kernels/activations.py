@@ -5,11 +5,12 @@ The derivatives use the activation's output exactly as PyTorch's backward kernel
 ``sigmoid_backward: grad*(1-y)*y``), so only outputs need to be stored.
 
 The CPU kernels take a model's activation as ``kernel_arg(name)``: None for the linear model (no
-hidden layer), else a marker whose *type* names the activation (``Identity()``, ``ReLU()``, …).
-numba compiles a kernel once per argument type, so a run compiles the passes of its own model and
-activation only: the linear model's without any hidden-layer loop, an MLP's with one activation's
-loop instead of four (``code_of`` turns the marker into its code as a compile-time constant). The
-CUDA kernels take the plain integer code (``code_of`` gives it from Python too).
+hidden layer), else ``Hidden(code)``. numba compiles a kernel once per argument type, so a linear
+run compiles the linear model's passes only, without any hidden-layer loop (``by_model``). Every
+activation shares one type, and so one compiled network pass (its loops chosen by the code at run
+time): a type per activation compiled an MLP's first run about 1 s faster, but made the test suite,
+which trains every activation with every optimizer, compile each combination again (14.6 instead
+of 7 minutes). The CUDA kernels take the plain integer code (``code_of`` gives it from Python).
 """
 import math
 from typing import NamedTuple
@@ -24,29 +25,15 @@ IDENTITY, RELU, TANH, SIGMOID = 0, 1, 2, 3
 CODES = {"identity": IDENTITY, "relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
 
 
-class Identity(NamedTuple):
-    code: int = IDENTITY
-
-
-class ReLU(NamedTuple):
-    code: int = RELU
-
-
-class Tanh(NamedTuple):
-    code: int = TANH
-
-
-class Sigmoid(NamedTuple):
-    code: int = SIGMOID
-
-
-MARKERS = {IDENTITY: Identity(), RELU: ReLU(), TANH: Tanh(), SIGMOID: Sigmoid()}
+class Hidden(NamedTuple):
+    """An MLP's hidden-layer activation, by its code."""
+    code: int
 
 
 def kernel_arg(name):
     """What the CPU kernels take for a model's hidden activation ``name``: None for the linear model
-    (``name`` None), else the activation's marker."""
-    return None if name is None else MARKERS[CODES[name]]
+    (``name`` None), else Hidden(code)."""
+    return None if name is None else Hidden(CODES[name])
 
 
 def code_of(act):
@@ -69,15 +56,11 @@ def _by_model_compiled(act, linear, network):
 
 @overload(code_of, inline="always")
 def _code_of_compiled(act):
-    """In compiled code, the code is fixed by act's type: a constant, so the activation's branches
-    fold away."""
     if isinstance(act, types.NoneType):
-        code = IDENTITY
-    elif isinstance(act, types.BaseNamedTuple) and act.instance_class in (Identity, ReLU, Tanh, Sigmoid):
-        code = act.instance_class._field_defaults["code"]
-    else:
-        return None
-    return lambda act: code
+        return lambda act: IDENTITY
+    if isinstance(act, types.BaseNamedTuple) and act.instance_class is Hidden:
+        return lambda act: act.code
+    return None
 
 
 @element

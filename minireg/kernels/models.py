@@ -27,7 +27,8 @@ and ``_linear_backward``: the same arithmetic in the same order for one layer wi
 without the hidden layers' loops, which numba then does not compile for it.
 """
 from ._jit import element, kernel
-from .activations import activate, by_model, code_of, constants, derivative_from_output
+from .activations import (IDENTITY, RELU, SIGMOID, TANH, activate, by_model, code_of, constants,
+                          derivative_from_output)
 from .constants import ZERO
 
 
@@ -75,13 +76,21 @@ def _network_forward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, acts
                     w = i * fo
                     for j in range(fo):
                         Zr[o + j] += a * W[w + j]
-        # bias added after the product, as torch's addmm does
+        # bias added after the product, as torch's addmm does; one loop per activation, so that
+        # each is compiled with its code constant (no dispatch per element)
+        code = code_of(act)
         if k == L - 1:  # the output layer: one unit, no activation
             b0 = b[0]
             for rb in range(B):
                 Z[rb] = Z[rb] + b0
+        elif code == IDENTITY:
+            _bias_activate(Z, B, b, fo, IDENTITY, c)
+        elif code == RELU:
+            _bias_activate(Z, B, b, fo, RELU, c)
+        elif code == TANH:
+            _bias_activate(Z, B, b, fo, TANH, c)
         else:
-            _bias_activate(Z, B, b, fo, act, c)
+            _bias_activate(Z, B, b, fo, SIGMOID, c)
 
 
 @kernel
@@ -132,10 +141,8 @@ def _add_to_four_rows(out, o0, o1, o2, o3, s0, s1, s2, s3, M, w, n):
 
 
 @element
-def _bias_activate(Z, B, b, fo, act, c):
-    """Z[r, :] = f(Z[r, :] + b) for the B rows of width fo (f fixed by act's type: no dispatch per
-    element)."""
-    code = code_of(act)
+def _bias_activate(Z, B, b, fo, code, c):
+    """Z[r, :] = f(Z[r, :] + b) for the B rows of width fo."""
     cc = constants(c)
     for r in range(B):
         o = r * fo
@@ -144,9 +151,8 @@ def _bias_activate(Z, B, b, fo, act, c):
 
 
 @element
-def _times_derivative(Dp, A, n, act, c):
-    """Dp ⊙= f'(A), f fixed by act's type."""
-    code = code_of(act)
+def _times_derivative(Dp, A, n, code, c):
+    """Dp ⊙= f'(A)."""
     cc = constants(c)
     for p in range(n):
         Dp[p] = Dp[p] * derivative_from_output(code, A[p], cc)
@@ -216,7 +222,15 @@ def _network_backward(X, idx, start, B, theta, sizes, woff, boff, aoff, act, act
                     for i in range(fi):
                         Dpr[q + i] += d * wt[w + i]
         if k > 0:
-            _times_derivative(Dp, A, B * fi, act, c)
+            code = code_of(act)
+            if code == RELU:
+                _times_derivative(Dp, A, B * fi, RELU, c)
+            elif code == TANH:
+                _times_derivative(Dp, A, B * fi, TANH, c)
+            elif code == SIGMOID:
+                _times_derivative(Dp, A, B * fi, SIGMOID, c)
+            else:
+                _times_derivative(Dp, A, B * fi, IDENTITY, c)
 
 
 @kernel

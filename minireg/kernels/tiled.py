@@ -39,7 +39,8 @@ from numba import prange, types
 from numba.extending import overload
 
 from ._jit import element, kernel, parallel_kernel, reassociating_kernel
-from .activations import RELU, SIGMOID, TANH, activate, by_model, code_of, constants, derivative_from_output
+from .activations import (IDENTITY, RELU, SIGMOID, TANH, activate, by_model, code_of, constants,
+                          derivative_from_output)
 from .constants import DELTA, ONE, ZERO
 from .gemm import RELU_OUT, STORE, TIMES_RELU_GRAD, product
 from .losses import dloss_of_residual, loss_of_residual
@@ -160,7 +161,7 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
     j) with fused multiply-adds: the row loop's order, but with one rounding per term where the
     CPU has FMA."""
     L = sizes.shape[0] - 1
-    code = code_of(act)  # a constant: act's type names the activation
+    code = code_of(act)
     cc = constants(c)
     one, delta = c[ONE], c[DELTA]
     # the tile's inputs, gathered (the batch's rows are idx[s:s+bt]), with the column of ones
@@ -182,7 +183,13 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
         product(buf, goff[k], fi + 1, 1, theta, woff[k], fo, fi + 1, Z, 0, ldz, bt, fo, False,
                 RELU_OUT if hidden and code == RELU else STORE, Z)
         if hidden:
-            _activate_block(Z, bt, fo, code, c)
+            # one loop per activation, compiled with its code constant
+            if code == TANH:
+                _activate_block(Z, bt, fo, TANH, c)
+            elif code == SIGMOID:
+                _activate_block(Z, bt, fo, SIGMOID, c)
+            else:
+                _activate_block(Z, bt, fo, IDENTITY, c)  # relu's applied by the product: the ones only
     # the loss terms and dL/dpred, in row order
     pred = buf[goff[L]:goff[L] + bt]
     dpred = dbuf[goff[L]:goff[L] + bt]
@@ -207,20 +214,25 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
             # Δ_prev = Δ·Wᵀ, then ⊙ f'(A_prev): relu's as the product stores, the others in a loop
             product(dbuf, goff[k + 1], ldd, 1, wT, woff[k], fi, fo, dbuf, goff[k], fi + 1, bt, fi, False,
                     TIMES_RELU_GRAD if code == RELU else STORE, buf)
-            if code == TANH or code == SIGMOID:  # (identity's derivative is 1: x·1 is x, bit for bit)
-                _times_derivative_block(dbuf[goff[k]:goff[k + 1]], buf[goff[k]:goff[k + 1]], bt, fi, code, c)
+            Dp = dbuf[goff[k]:goff[k + 1]]
+            A = buf[goff[k]:goff[k + 1]]
+            if code == TANH:
+                _times_derivative_block(Dp, A, bt, fi, TANH, c)
+            elif code == SIGMOID:
+                _times_derivative_block(Dp, A, bt, fi, SIGMOID, c)
+            # (identity's derivative is 1: x·1 is x, bit for bit)
 
 
 @element
 def _activate_block(Z, bt, fo, code, c):
     """Z[r, j] = f(Z[r, j]) for the bt rows of a (fo + 1)-wide block, and its last column set to 1
-    (for IDENTITY, and RELU which the product applied as it stored, only the column of ones)."""
+    (for IDENTITY only the column of ones)."""
     cc = constants(c)
     one = c[ONE]
     w = fo + 1
     for r in range(bt):
         z = Z[r * w:r * w + w]
-        if code == TANH or code == SIGMOID:
+        if code != IDENTITY:
             for j in range(fo):
                 z[j] = activate(code, z[j], cc)
         z[fo] = one
