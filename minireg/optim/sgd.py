@@ -80,6 +80,16 @@ def step_scalars(h, lr, t):
 
 
 @element
+def without_momentum(p, g, lr, weight_decay):
+    """The new value of parameter p with gradient g when momentum is 0: p − lr·(g + wd·p), the decay
+    term only when wd ≠ 0. ``update`` takes it then; the batch-1 loop (kernels/loop.py) runs each
+    parameter through it as it computes the parameter's gradient, with no gradient or update vector."""
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    return p - lr * g
+
+
+@element
 def update(i, theta, grad, upd, s, h, scalars, coef, vclip):
     """Parameter i's step; ``scalars`` is step_scalars(h, lr, t). grad[i] keeps g + wd·p (the gradient as the
     optimizer saw it, before clipping). Returns the new parameter."""
@@ -92,23 +102,20 @@ def update(i, theta, grad, upd, s, h, scalars, coef, vclip):
         v = momentum * s.momentum_buffer[i] - lr * g
         s.momentum_buffer[i] = v
         p_new = p + (momentum * v - lr * g if h.nesterov else v)
-        theta[i] = p_new
-        upd[i] = p_new - p
-        return p_new
-    if weight_decay != 0:
-        g = g + weight_decay * p
-        grad[i] = grad[i] + weight_decay * p
-    if momentum != 0:
-        if first:
-            buf = g
+    else:
+        if weight_decay != 0:
+            grad[i] = grad[i] + weight_decay * p
+        if momentum == 0:
+            p_new = without_momentum(p, g, lr, weight_decay)
         else:
-            buf = momentum * s.momentum_buffer[i] + one_minus_dampening * g
-        s.momentum_buffer[i] = buf
-        if h.nesterov:
-            g = g + momentum * buf
-        else:
-            g = buf
-    p_new = p - lr * g
+            if weight_decay != 0:
+                g = g + weight_decay * p
+            if first:
+                buf = g
+            else:
+                buf = momentum * s.momentum_buffer[i] + one_minus_dampening * g
+            s.momentum_buffer[i] = buf
+            p_new = p - lr * (g + momentum * buf if h.nesterov else buf)
     theta[i] = p_new
     upd[i] = p_new - p
     return p_new
