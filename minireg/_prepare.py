@@ -34,7 +34,7 @@ def training_X(X, dtype, scale_kind, winsorize):
     if arr.size < _SMALL:  # NumPy's checks: small data needs no compiled (and first compiled) kernel
         return arr if same and np.isfinite(arr).all() else _slow(X, dtype)
     limit = arr.dtype.type(_F32_MAX if dt == np.float32 and arr.dtype == np.float64 else np.finfo(arr.dtype).max)
-    counts = np.empty(data.blocks(arr.shape[0]), np.int64)
+    counts = data.counts_for(arr)
     if same:
         out, bad = arr, data.count_bad(arr, limit, counts)
     else:

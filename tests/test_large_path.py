@@ -136,6 +136,27 @@ def test_one_pass_validation_names_bad_values():
     assert r.data[0] is X64
 
 
+def test_one_pass_kernels_count_every_bad_value():
+    """kernels/data.py's checks, which train() runs on X of 2^20 values or more: every NaN, ±inf, and
+    (converting float64 to float32) every value beyond float32's range, counted in any block and column."""
+    from minireg.kernels import data
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3 * data.ROWS + 5, 7))
+    bad = [(0, 0, np.nan), (data.ROWS, 6, np.inf), (2 * data.ROWS + 1, 3, -np.inf), (X.shape[0] - 1, 6, 1e39)]
+    for r, j, v in bad:
+        X[r, j] = v
+    f64max = np.float64(np.finfo(np.float64).max)
+    assert data.count_bad(X, f64max, data.counts_for(X)) == 3  # 1e39 is a float64
+    out = np.empty(X.shape, np.float32)
+    assert data.convert_count_bad(X, out, np.float64(np.finfo(np.float32).max), data.counts_for(X)) == 4
+    fine = np.isfinite(X) & (np.abs(X) < 1e38)
+    np.testing.assert_array_equal(out[fine], X[fine].astype(np.float32))
+    with np.errstate(over="ignore"):
+        X32 = X.astype(np.float32)  # 1e39 becomes inf
+    assert data.count_bad(X32, np.float32(np.finfo(np.float32).max), data.counts_for(X32)) == 4
+    assert data.count_bad(np.ones((10, 2)), f64max, data.counts_for(np.ones((10, 2)))) == 0
+
+
 def test_threads_argument_is_checked():
     with pytest.raises(ValueError, match="threads"):
         minireg.train(np.ones((4, 1)), np.ones(4), threads=0)
