@@ -5,15 +5,14 @@ The derivatives use the activation's output exactly as PyTorch's backward kernel
 ``sigmoid_backward: grad*(1-y)*y``), so only outputs need to be stored.
 
 The CPU kernels take a model's activation as ``kernel_arg(name)``: None for the linear model (no
-hidden layer), else ``Hidden(code)``. numba compiles a kernel once per argument type, so a linear
+hidden layer), else the activation's integer code. numba compiles a kernel once per argument type, so a linear
 run compiles the linear model's passes only, without any hidden-layer loop (``by_model``). Every
-activation shares one type, and so one compiled network pass (its loops chosen by the code at run
-time): a type per activation compiled an MLP's first run about 1 s faster, but made the test suite,
-which trains every activation with every optimizer, compile each combination again (14.6 instead
-of 7 minutes). The CUDA kernels take the plain integer code (``code_of`` gives it from Python).
+activation shares one type (an integer), and so one compiled network pass (its loops chosen by the
+code at run time): a type per activation compiled an MLP's first run about 1 s faster, but made the
+test suite, which trains every activation with every optimizer, compile each combination again
+(14.6 instead of 7 minutes). The CUDA kernels take the code, IDENTITY for the linear model (``code_of``).
 """
 import math
-from typing import NamedTuple
 
 from numba.core import types
 from numba.extending import overload
@@ -25,20 +24,15 @@ IDENTITY, RELU, TANH, SIGMOID = 0, 1, 2, 3
 CODES = {"identity": IDENTITY, "relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
 
 
-class Hidden(NamedTuple):
-    """An MLP's hidden-layer activation, by its code."""
-    code: int
-
-
 def kernel_arg(name):
     """What the CPU kernels take for a model's hidden activation ``name``: None for the linear model
-    (``name`` None), else Hidden(code)."""
-    return None if name is None else Hidden(CODES[name])
+    (``name`` None), else its code."""
+    return None if name is None else CODES[name]
 
 
 def code_of(act):
     """The integer code of a kernel argument: IDENTITY for None (the linear model's output)."""
-    return IDENTITY if act is None else act.code
+    return IDENTITY if act is None else act
 
 
 def by_model(act, linear, network):
@@ -58,8 +52,8 @@ def _by_model_compiled(act, linear, network):
 def _code_of_compiled(act):
     if isinstance(act, types.NoneType):
         return lambda act: IDENTITY
-    if isinstance(act, types.BaseNamedTuple) and act.instance_class is Hidden:
-        return lambda act: act.code
+    if isinstance(act, types.Integer):
+        return lambda act: act
     return None
 
 

@@ -82,9 +82,7 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
 
 @parallel_kernel
 def _all_tiles(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c, inv_b, big, nt, nw):
-    """tile_sums of the nt tiles into their rows of ``partials``, on nw workers. (``act`` is an
-    argument here, not taken out of the model tuple: numba passes a named tuple into a prange body
-    only when it can find where it was made.)"""
+    """tile_sums of the nt tiles into their rows of ``partials``, on nw workers."""
     tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
     P = theta.shape[0]
     for w in prange(nw):
@@ -351,8 +349,7 @@ def _linear_dataset_loss(X, y, idx, theta, sizes, woff, boff, act, loss_code, c,
 @parallel_kernel
 def _network_dataset_loss(X, y, idx, theta, sizes, woff, boff, act, loss_code, c, big):
     """Every row's loss term into rowloss[r], the tiles forwarded by the row loop's kernel in
-    parallel, then added in row order. (``act`` is an argument here, not taken out of the model
-    tuple: see _all_tiles.)"""
+    parallel, then added in row order."""
     tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
     n = X.shape[0]
     nt = (n + tile - 1) // tile
