@@ -7,13 +7,15 @@
 - fixed: on the 1M x 100 float32 array, train()'s work before its first step (result.setup_seconds:
   the checks, scaling and buffers; compiling aside), and train(X, y, epochs=1) minus one step (that
   plus the final whole-set loss), against one read of X (X.sum(), NumPy's single-threaded read, and
-  a read on all threads).
+  a read on all threads); and the one-pass check of X alone.
 - W5 (linear N=1M d=100, full batch, SGD, float32) and W6 (MLP 20-64-64-1 relu, N=200k, full
   batch, Adam, float32): per step = (t(1+k epochs) - t(1 epoch)) / k, best of 3, for minireg (all
   threads, and 1 thread), PyTorch CPU (its default threads) and, for minireg, trace="norms";
   against the floors: one read of X at the measured all-thread read bandwidth (W5), the step's
   FLOPs at the measured float32 matmul rate (W6).
-- W3b: linear d=10, batch 1, SGD, float64, per sample, next to scikit-learn's SGDRegressor.
+- W3b: linear d=10, batch 1, SGD, float64, per sample, next to scikit-learn's SGDRegressor; and
+  what an epoch spends per sample on its steps, on the data set's loss after it and on the next
+  epoch's row order.
 - threshold: the tiled step against the row loop over batch sizes (where STEP_WORK should be).
 
 Ratios are measured side by side in one process; on the shared VM single figures move by 20-50%.
@@ -111,9 +113,14 @@ def fixed_costs(rows):
     tread = X.nbytes / bw
     fixed = t1 - step
     setup = min(minireg_result(wl, X, y, 1).setup_seconds for _ in range(REPEATS))
+    from minireg.kernels import data
+    counts = data.counts_for(X)
+    check = best(lambda: data.count_bad(X, np.float32(np.finfo(np.float32).max), counts), 5)
     rows.append(("fixed", "before the first step (result.setup_seconds), 1M x 100 float32", f"{setup * 1e3:,.1f} ms",
                  f"X.sum() {xsum * 1e3:,.1f} ms: {setup / xsum:.2f}x; all-thread read {tread * 1e3:,.1f} ms: "
                  f"{setup / tread:.2f}x", "the checks, scaling and buffers of train()"))
+    rows.append(("fixed", "of which the one-pass check of X (kernels/data.py count_bad)", f"{check * 1e3:,.1f} ms",
+                 f"all-thread read {tread * 1e3:,.1f} ms: {check / tread:.2f}x", ""))
     rows.append(("fixed", "train(epochs=1) - one step, 1M x 100 float32", f"{fixed * 1e3:,.1f} ms",
                  f"X.sum() {xsum * 1e3:,.1f} ms: {fixed / xsum:.2f}x; all-thread read {tread * 1e3:,.1f} ms: "
                  f"{fixed / tread:.2f}x", f"epochs=1 {t1 * 1e3:,.1f} ms, step {step * 1e3:,.1f} ms; adds the "
@@ -154,6 +161,25 @@ def batch1(rows):
     s = per_step(sk, k)[0] / wl.n if sk is not None else float("nan")
     rows.append(("W3b", wl.label, f"{m * 1e6:.3f} µs/sample", f"SGDRegressor {s * 1e6:.3f} µs/sample: "
                  f"minireg/sklearn {m / s:.2f}x", "per sample = (t(1+k epochs) - t(1 epoch)) / (k·N)"))
+    # where an epoch's time goes: its steps (the batch-1 loop alone), the loss over the data set
+    # after it (the history), and the drawing of the next epoch's row order
+    from minireg.kernels.constants import run_constants
+    from minireg.kernels.loop import linear_dataset_loss, sgd1_rows
+    from minireg.optim import sgd
+    n, d = X.shape
+    theta, c, scratch = np.zeros(d + 1), run_constants(1.0, np.float64), np.zeros(8)
+    woff, boff, stop = np.array([0]), np.array([d]), np.zeros(1, np.int64)
+    h = sgd.hyper("sgd", {**sgd.DEFAULTS["sgd"]})
+    idx = np.random.default_rng(0).permutation(n)
+    rng = np.random.default_rng(1)
+    parts = {"its steps (loop.sgd1_rows)": lambda: sgd1_rows(X, y, idx, 0, theta, woff, boff, h, wl.lr, 0, c, scratch,
+                                                             stop),
+             "the data set's loss after the epoch": lambda: linear_dataset_loss(X, y, theta, woff, boff, 0, c, scratch),
+             "the next epoch's order (Generator.permutation)": lambda: rng.permutation(n)}
+    for what, fn in parts.items():
+        t = best(fn, 50) / n
+        rows.append(("W3b", f"of which {what}", f"{t * 1e6:.3f} µs/sample", f"{t / s:.2f}x SGDRegressor's sample",
+                     "best of 50"))
 
 
 def threshold(rows):
