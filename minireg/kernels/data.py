@@ -4,8 +4,9 @@ the conversion into the run's dtype, fused, on numba's threads (minireg/_prepare
 The rows are cut into blocks of ``ROWS`` rows, each counted by one parallel iteration into its
 row of ``counts`` (``counts_for(X)``: int32, one column per feature; the kernels allocate nothing).
 Counting per column lets the test of a row run as vector compares and adds across it, as a plain
-read of the row does (one count per block was 15-20% slower than a read on one thread). A value
-is bad when it is NaN, ±inf or beyond ``limit`` in magnitude (``|v| <= limit`` fails for NaN too).
+read of the row does (one count per block ran 10-20% slower than a read: benchmarks/RESULTS.md).
+A value is bad when it is NaN, ±inf or beyond ``limit`` in magnitude (``|v| <= limit`` fails for
+NaN too).
 """
 import numpy as np
 from numba import prange
