@@ -655,6 +655,43 @@ def test_cached_kernels_are_dropped_when_any_kernel_source_changes(tmp_path, mon
     assert not any(f.exists() for f in ours)
 
 
+_SAVE_AT_ONCE = textwrap.dedent("""
+    import sys, time
+    from numba.core import caching
+    save_index = caching.IndexDataCacheFile._save_index
+
+    def slow(self, overloads):  # widens the gap between reading the index and writing the data
+        time.sleep(2.0)
+        save_index(self, overloads)
+    caching.IndexDataCacheFile._save_index = slow
+    import twice_mod
+    print(twice_mod.twice(int(sys.argv[1])) if sys.argv[2] == "int" else twice_mod.twice(float(sys.argv[1])))
+""")
+
+
+def test_two_processes_saving_one_kernel_at_once_keep_both_signatures(tmp_path):
+    """numba's cache save picks the first free data file without a lock: two processes compiling
+    two signatures of one kernel at once (two pytest workers, a sweep's processes) took the same
+    file, and the index sent one signature to the other's machine code. _jit.serialize_saves
+    locks the saves: afterwards a third process loads both signatures from the cache."""
+    (tmp_path / "twice_mod.py").write_text("from minireg.kernels._jit import kernel\n\n\n@kernel\n"
+                                           "def twice(x):\n    return 2 * x\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache"), "MINIREG_NUMBA_CACHE": "1",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))])}
+    env.pop("NUMBA_DISABLE_JIT", None)
+    procs = [subprocess.Popen([sys.executable, "-c", _SAVE_AT_ONCE, "3", kind], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for kind in ("int", "float")]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert [o[0].strip() for o in outs] == ["6", "6.0"]
+    check = ("import twice_mod; a, b = twice_mod.twice(3), twice_mod.twice(3.0); "
+             "print(a, b, sum(twice_mod.twice.stats.cache_hits.values()), len(twice_mod.twice.stats.cache_misses))")
+    out = subprocess.run([sys.executable, "-c", check], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["6", "6.0", "2", "0"], out.stdout
+
+
 def test_prefault_populates_trace_rows_without_touching_their_contents(monkeypatch):
     """minireg._prefault faults in the pages of rows r0..r1 on a helper thread while the kernel
     writes them: the rows it covers must then be resident, and what the writer put there (before,

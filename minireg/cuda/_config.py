@@ -30,7 +30,7 @@ import os
 
 from numba import cuda
 
-from ..kernels._jit import drop_stale_cache
+from ..kernels._jit import on_disk
 
 _DEFAULT_TPB = 256
 
@@ -103,7 +103,7 @@ def kernel(fn):
     differ from the CPU's in the last bits, as do sums that the GPU reduces in a tree (batch loss,
     norms, row segments of a large batch).
     """
-    return drop_stale_cache(cuda.jit(cache=CACHE)(fn))
+    return on_disk(cuda.jit(cache=CACHE)(fn))
 
 
 def device(fn):

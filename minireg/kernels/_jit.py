@@ -14,8 +14,14 @@ on arrays and views of arrays that the Python caller owns for the whole call. Wi
 view and every array passed to another kernel cost an atomic increment and decrement through a
 function pointer, a large share of a small step (a batch-1 linear forward pass took twice as long).
 """
+import contextlib
 import hashlib
 import os
+
+try:
+    import fcntl
+except ImportError:  # Windows: saves are not serialized there
+    fcntl = None
 
 from numba import njit
 
@@ -31,14 +37,14 @@ _OPTIONS = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy",
 
 def kernel(fn):
     """Compile ``fn`` with the project's options (lazily, on first call)."""
-    return drop_stale_cache(njit(**_OPTIONS)(fn))
+    return on_disk(njit(**_OPTIONS)(fn))
 
 
 def parallel_kernel(fn):
     """Like ``kernel``, compiled with ``parallel=True``: its ``prange`` loops run on numba's thread
     pool (``numba.set_num_threads`` of the calling thread sets how many). Used by the large-batch
     path only (kernels/tiled.py), whose results do not depend on the number of threads."""
-    return drop_stale_cache(njit(**_OPTIONS, parallel=True)(fn))
+    return on_disk(njit(**_OPTIONS, parallel=True)(fn))
 
 
 # reassociation and contraction (FMA) only: never nnan/ninf, so that divergence stays visible
@@ -50,7 +56,7 @@ def reassociating_kernel(fn):
     that dot products vectorize. Its results may differ in the last bits from the kernels' fixed
     order, and between CPUs of different vector widths, but not from run to run on one machine.
     Used only where the README says so (the linear model's large-batch step, kernels/tiled.py)."""
-    return drop_stale_cache(njit(**{**_OPTIONS, "fastmath": _REASSOC})(fn))
+    return on_disk(njit(**{**_OPTIONS, "fastmath": _REASSOC})(fn))
 
 
 def element(fn):
@@ -59,7 +65,7 @@ def element(fn):
     caller (``inline="always"``). A call between two separately compiled numba functions stays a
     real call that LLVM does not inline, with every array argument passed as a struct: a call per
     parameter would cost more than the update itself."""
-    return drop_stale_cache(
+    return on_disk(
         njit(**_OPTIONS, inline="always")(fn))
 
 
@@ -92,6 +98,55 @@ def _sources_digest():
     return _digest[0]
 
 
+def on_disk(dispatcher):
+    """The on-disk cache of a minireg dispatcher, made safe to share: saves serialized between
+    processes (``serialize_saves``), stale entries dropped (``drop_stale_cache``). Returns it."""
+    return drop_stale_cache(serialize_saves(dispatcher))
+
+
+_LOCK = "minireg-cache.lock"
+
+
+def serialize_saves(dispatcher):
+    """Make ``dispatcher``'s cache saves take an exclusive lock on a file in its cache folder;
+    returns the dispatcher.
+
+    numba's save reads the folder's index of a function, takes the first free data-file number,
+    writes the index, then the data, with no lock. Two processes that compile two signatures of
+    one function at once (two pytest workers, a sweep's worker processes on a fresh install) can
+    both take the same number: the index then sends one signature to the other's machine code,
+    which a later process loads and calls with the wrong types. Under the lock each save reads
+    the index as the previous save left it. Loads need no lock: numba writes each file by an
+    atomic rename, and treats an index entry whose data is not there yet as a miss."""
+    cache = getattr(dispatcher, "_cache", None)
+    path = getattr(cache, "_cache_path", None)
+    save = getattr(cache, "save_overload", None)
+    if fcntl is None or path is None or save is None:
+        return dispatcher
+
+    def save_overload(sig, data):
+        with _locked(os.path.join(path, _LOCK)):
+            save(sig, data)
+    cache.save_overload = save_overload
+    return dispatcher
+
+
+@contextlib.contextmanager
+def _locked(lock_path):
+    try:
+        os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+        f = open(lock_path, "a")
+    except OSError:  # a folder that cannot be written: numba falls back on its own, unlocked
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def drop_stale_cache(dispatcher):
     """Delete this package's cached kernels in ``dispatcher``'s cache folder when any kernel source
     changed since they were written; returns the dispatcher.
@@ -119,14 +174,25 @@ def drop_stale_cache(dispatcher):
     stems = tuple(os.path.splitext(os.path.basename(p))[0] + "." for p in _sources())
     try:
         os.makedirs(path, exist_ok=True)
-        for name in os.listdir(path):
-            if name.endswith((".nbi", ".nbc")) and name.startswith(stems):
-                try:
-                    os.remove(os.path.join(path, name))
-                except FileNotFoundError:  # another process got there first
-                    pass
-        with open(stamp, "w") as f:
-            f.write(digest)
+        with _locked(os.path.join(path, _LOCK)):  # not while another process saves there
+            _drop(path, stems, digest, stamp)
     except OSError:
         pass
     return dispatcher
+
+
+def _drop(path, stems, digest, stamp):
+    try:
+        with open(stamp) as f:
+            if f.read().strip() == digest:  # another process has just done it (and may have saved since)
+                return
+    except OSError:
+        pass
+    for name in os.listdir(path):
+        if name.endswith((".nbi", ".nbc")) and name.startswith(stems):
+            try:
+                os.remove(os.path.join(path, name))
+            except FileNotFoundError:  # another process got there first
+                pass
+    with open(stamp, "w") as f:
+        f.write(digest)
