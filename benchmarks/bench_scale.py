@@ -114,12 +114,11 @@ def fixed_costs(rows):
     fixed = t1 - step
     setup = min(minireg_result(wl, X, y, 1).setup_seconds for _ in range(REPEATS))
     from minireg.kernels import data
-    counts = data.counts_for(X)
-    check = best(lambda: data.count_bad(X, np.float32(np.finfo(np.float32).max), counts), 5)
+    check = best(lambda: data.bad_values(X.reshape(-1), np.float32(np.finfo(np.float32).max)), 5)
     rows.append(("fixed", "before the first step (result.setup_seconds), 1M x 100 float32", f"{setup * 1e3:,.1f} ms",
                  f"X.sum() {xsum * 1e3:,.1f} ms: {setup / xsum:.2f}x; all-thread read {tread * 1e3:,.1f} ms: "
                  f"{setup / tread:.2f}x", "the checks, scaling and buffers of train()"))
-    rows.append(("fixed", "of which the one-pass check of X (kernels/data.py count_bad)", f"{check * 1e3:,.1f} ms",
+    rows.append(("fixed", "of which the one-pass check of X (kernels/data.py bad_values)", f"{check * 1e3:,.1f} ms",
                  f"all-thread read {tread * 1e3:,.1f} ms: {check / tread:.2f}x", ""))
     rows.append(("fixed", "train(epochs=1) - one step, 1M x 100 float32", f"{fixed * 1e3:,.1f} ms",
                  f"X.sum() {xsum * 1e3:,.1f} ms: {fixed / xsum:.2f}x; all-thread read {tread * 1e3:,.1f} ms: "

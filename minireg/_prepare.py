@@ -3,7 +3,8 @@
 Without scaling or winsorizing, X goes to the kernels in the run's dtype as given, with no copy,
 when it already has that dtype and C order; its validation (NaN/inf, and float32's range for a
 float32 run) is then one parallel pass over it (kernels/data.py). Otherwise one pass converts and
-checks at once. Any bad value falls back to _validate's checks, which name the rows and columns.
+checks at once (for an X in another order than C, NumPy converts and the copy is checked). Any
+bad value falls back to _validate's checks, which name the rows and columns.
 With scaling or winsorizing, X is taken in float64 as before (the scaler's statistics need it).
 """
 import numpy as np
@@ -33,16 +34,23 @@ def training_X(X, dtype, scale_kind, winsorize):
     same = arr.dtype == dt and arr.flags.c_contiguous
     if arr.size < _SMALL:  # NumPy's checks: small data needs no compiled (and first compiled) kernel
         return arr if same and np.isfinite(arr).all() else _slow(X, dtype)
-    limit = arr.dtype.type(_F32_MAX if dt == np.float32 and arr.dtype == np.float64 else np.finfo(arr.dtype).max)
-    counts = data.counts_for(arr)
+    out = arr if same else np.empty(arr.shape, dt)
     if same:
-        out, bad = arr, data.count_bad(arr, limit, counts)
-    else:
-        out = np.empty(arr.shape, dt)
-        bad = data.convert_count_bad(arr, out, limit, counts)
+        bad = _count_bad(arr.reshape(-1), dt)  # reshape: a view, the kernels read X as one vector
+    elif arr.flags.c_contiguous:
+        limit = arr.dtype.type(_F32_MAX if dt == np.float32 and arr.dtype == np.float64 else np.finfo(arr.dtype).max)
+        bad = data.convert_bad_values(arr.reshape(-1), out.reshape(-1), limit)
+    else:  # another order: NumPy converts, then the copy is checked (a value too large for float32 is inf there)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[...] = arr
+        bad = _count_bad(out.reshape(-1), dt)
     if bad:
         return _slow(X, dtype)  # raises, naming the bad values
     return out
+
+
+def _count_bad(flat, dt):
+    return data.bad_values(flat, dt.type(np.finfo(dt).max))
 
 
 def _slow(X, dtype):

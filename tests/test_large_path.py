@@ -138,23 +138,42 @@ def test_one_pass_validation_names_bad_values():
 
 def test_one_pass_kernels_count_every_bad_value():
     """kernels/data.py's checks, which train() runs on X of 2^20 values or more: every NaN, ±inf, and
-    (converting float64 to float32) every value beyond float32's range, counted in any block and column."""
+    (converting float64 to float32) every value beyond float32's range, counted in any block and
+    column of the kernels' rows, and in the last values, after the last whole row."""
     from minireg.kernels import data
     rng = np.random.default_rng(3)
-    X = rng.normal(size=(3 * data.ROWS + 5, 7))
-    bad = [(0, 0, np.nan), (data.ROWS, 6, np.inf), (2 * data.ROWS + 1, 3, -np.inf), (X.shape[0] - 1, 6, 1e39)]
-    for r, j, v in bad:
-        X[r, j] = v
+    x = rng.normal(size=3 * data.ROWS * data.WIDTH + data.WIDTH + 5)
+    bad = [(0, np.nan), (data.ROWS * data.WIDTH + 7, np.inf), (2 * data.ROWS * data.WIDTH + 1, -np.inf),
+           (x.size - 1, 1e39), (x.size - 6, np.nan), (x.size - 7, 1e39)]
+    for i, v in bad:
+        x[i] = v
     f64max = np.float64(np.finfo(np.float64).max)
-    assert data.count_bad(X, f64max, data.counts_for(X)) == 3  # 1e39 is a float64
-    out = np.empty(X.shape, np.float32)
-    assert data.convert_count_bad(X, out, np.float64(np.finfo(np.float32).max), data.counts_for(X)) == 4
-    fine = np.isfinite(X) & (np.abs(X) < 1e38)
-    np.testing.assert_array_equal(out[fine], X[fine].astype(np.float32))
+    assert data.bad_values(x, f64max) == 4  # 1e39 is a float64
+    out = np.empty(x.shape, np.float32)
+    assert data.convert_bad_values(x, out, np.float64(np.finfo(np.float32).max)) == 6
+    fine = np.isfinite(x) & (np.abs(x) < 1e38)
+    np.testing.assert_array_equal(out[fine], x[fine].astype(np.float32))
     with np.errstate(over="ignore"):
-        X32 = X.astype(np.float32)  # 1e39 becomes inf
-    assert data.count_bad(X32, np.float32(np.finfo(np.float32).max), data.counts_for(X32)) == 4
-    assert data.count_bad(np.ones((10, 2)), f64max, data.counts_for(np.ones((10, 2)))) == 0
+        x32 = x.astype(np.float32)  # 1e39 becomes inf
+    assert data.bad_values(x32, np.float32(np.finfo(np.float32).max)) == 6
+    for n in (1, data.WIDTH - 1, data.WIDTH + 1):
+        assert data.bad_values(np.ones(n), f64max) == 0
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("width", [1, 3, 100])
+def test_one_pass_validation_of_a_large_X_names_bad_values(order, width):
+    n = (1 << 20) // width + 3
+    X = np.ones((n, width), order=order)
+    X[n - 2, width - 1] = 1e39
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        minireg.train(X, np.zeros(n), dtype="float32", epochs=1)
+    X[n - 2, width - 1] = np.nan
+    with pytest.raises(ValueError, match=rf"X has 1 NaN/inf value\(s\) in 1 row\(s\) \(first rows \[{n - 2}\]\)"):
+        minireg.train(X.astype(np.float32, order=order), np.zeros(n), dtype="float32", epochs=1)
+    X[n - 2, width - 1] = 2.0
+    r = minireg.train(X, np.zeros(n), dtype="float32", epochs=1, lr=1e-3)
+    assert r.data[0].dtype == np.float32 and r.data[0].flags.c_contiguous and r.data[0][n - 2, width - 1] == 2.0
 
 
 def test_threads_argument_is_checked():

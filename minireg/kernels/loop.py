@@ -375,10 +375,10 @@ def sgd1_rows(X, y, idx, first, theta, woff, boff, h, lr, loss_code, c, scratch,
         dl = dloss_of_residual(loss_code, res, delta, cc) * inv_b
         ok = math.isfinite(loss)
         for i in range(d):
-            p = sgd.without_momentum(w[i], c0 + x[i] * dl, lr, wd)
+            p = sgd.without_momentum(w[i], dt(c0 + x[i] * dl), lr, wd)  # dt: as stored in a gradient
             w[i] = p
             ok = ok and math.isfinite(p)
-        p = sgd.without_momentum(theta[bo], c0 + dl, lr, wd)
+        p = sgd.without_momentum(theta[bo], dt(c0 + dl), lr, wd)
         theta[bo] = p
         if not (ok and math.isfinite(p)):
             return start + 1, DIVERGED
