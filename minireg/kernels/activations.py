@@ -5,8 +5,9 @@ The derivatives use the activation's output exactly as PyTorch's backward kernel
 ``sigmoid_backward: grad*(1-y)*y``), so only outputs need to be stored.
 
 The CPU kernels take a model's activation as ``kernel_arg(name)``: None for the linear model (no
-hidden layer), else the activation's integer code. numba compiles a kernel once per argument type, so a linear
-run compiles the linear model's passes only, without any hidden-layer loop (``by_model``). Every
+hidden layer), else the activation's integer code. numba compiles a kernel once per argument type,
+so a linear run compiles the linear model's passes only, without any hidden-layer loop
+(``by_model``). Every
 activation shares one type (an integer), and so one compiled network pass (its loops chosen by the
 code at run time): a type per activation compiled an MLP's first run about 1 s faster, but made the
 test suite, which trains every activation with every optimizer, compile each combination again
