@@ -389,8 +389,9 @@ def test_every_kernel_is_cached_on_disk():
 
 
 def test_each_model_compiles_only_its_own_passes(tmp_path):
-    # forward/backward pick the linear model's or the network's kernel from act's type
-    # (activations.by_model): a linear run compiles no MLP pass and an MLP run no linear one (in a
+    # forward/backward and the large path's tiles pick the linear model's or the network's kernel
+    # from act's type (activations.by_model): a linear run compiles no MLP pass or tile and an MLP
+    # run no linear pass (in a
     # fresh process and an empty cache: a kernel loaded from the cache compiles none of its callees)
     code = """
 import numpy as np, minireg
@@ -403,6 +404,13 @@ minireg.train(X, y, epochs=2)
 print(*counts())
 minireg.train(X, y, model="mlp", hidden=(4,), optimizer="sgd", epochs=2)
 print(*counts())
+from minireg import _parallel
+from minireg.kernels import tiled
+_parallel.STEP_WORK = _parallel.LOSS_WORK = 1  # the large-batch path from one tile of rows
+X2 = np.random.default_rng(1).normal(size=(600, 3)); y2 = X2 @ np.ones(3)
+assert _parallel.plan(minireg.layout.Layout((3, 1)), 600, 0, 600, None, "float64")[0] is not None
+minireg.train(X2, y2, epochs=2)
+print(len(tiled._linear_tile.signatures), len(tiled._mlp_tile.signatures))
 """
     root = str(pathlib.Path(__file__).resolve().parents[1])
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
@@ -410,6 +418,7 @@ print(*counts())
                PYTHONPATH=os.pathsep.join([root, env.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    after_linear, after_mlp = (list(map(int, line.split())) for line in out.stdout.splitlines()[-2:])
+    after_linear, after_mlp, tiles = (list(map(int, line.split())) for line in out.stdout.splitlines()[-3:])
     assert after_linear[0] >= 1 and after_linear[1] >= 1 and after_linear[2:] == [0, 0]
     assert after_mlp[:2] == after_linear[:2] and after_mlp[2] >= 1 and after_mlp[3] >= 1
+    assert tiles[0] >= 1 and tiles[1] == 0  # a linear large run compiles no MLP tile (tiled.tile_sums)

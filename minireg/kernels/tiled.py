@@ -35,8 +35,7 @@ step's transposed weight matrices, ``rowloss`` one entry per data row, ``sc_t`` 
 the smallest batch (``step_rows``) and data set (``loss_rows``) that take this path, and ``goff``
 where an MLP tile's blocks start in a worker's buffers (``_mlp_tile``; None for the linear model).
 """
-from numba import prange, types
-from numba.extending import overload
+from numba import prange
 
 from ._jit import element, kernel, parallel_kernel, reassociating_kernel
 from .activations import (IDENTITY, RELU, SIGMOID, TANH, activate, by_model, code_of, constants,
@@ -106,28 +105,25 @@ def _sum_tiles(partials, nt, j0, j1, g):
             g[j] += pk[j]
 
 
+@element
 def tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
-    """A tile's gradient and loss sums into ``part``: ``_linear_tile`` for the linear model (``goff``
-    None, see _parallel.plan), else ``_mlp_tile``. In compiled code the overload below picks one of
-    the two from goff's type, so that a run compiles only its model's tile (the MLP's is ~5 s)."""
-    if goff is None:
-        _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
-    else:
-        _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT)
+    """A tile's gradient and loss sums into ``part``: ``_linear_tile`` for the linear model, else
+    ``_mlp_tile`` (whose buffers ``goff`` places: see _parallel.plan). Only the run's model's tile
+    is compiled (activations.by_model; the MLP's is ~5 s)."""
+    by_model(act, _linear_tile_sums, _mlp_tile_sums)(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c,
+                                                     inv_b, part, P, buf, dbuf, goff, wT)
 
 
-@overload(tile_sums)
-def _tile_sums_for_model(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf,
-                         goff, wT):
-    if isinstance(goff, types.NoneType):
-        def linear(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff,
-                   wT):
-            _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
-        return linear
+@element
+def _linear_tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff,
+                      wT):
+    _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
 
-    def mlp(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
-        _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT)
-    return mlp
+
+@element
+def _mlp_tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
+    _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT)
+
 
 @kernel
 def _transpose_weights(theta, sizes, woff, wT):
