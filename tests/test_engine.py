@@ -391,8 +391,8 @@ def test_every_kernel_is_cached_on_disk():
 def test_each_model_compiles_only_its_own_passes(tmp_path):
     # forward/backward and the large path's tiles pick the linear model's or the network's kernel
     # from act's type (activations.by_model): a linear run compiles no MLP pass or tile and an MLP
-    # run no linear pass (in a
-    # fresh process and an empty cache: a kernel loaded from the cache compiles none of its callees)
+    # run no linear pass (in a fresh process and an empty cache: a kernel loaded from the cache
+    # compiles none of its callees)
     code = """
 import numpy as np, minireg
 from minireg.kernels import models
