@@ -7,11 +7,11 @@ The derivatives use the activation's output exactly as PyTorch's backward kernel
 The CPU kernels take a model's activation as ``kernel_arg(name)``: None for the linear model (no
 hidden layer), else the activation's integer code. numba compiles a kernel once per argument type,
 so a linear run compiles the linear model's passes only, without any hidden-layer loop
-(``by_model``). Every
-activation shares one type (an integer), and so one compiled network pass (its loops chosen by the
-code at run time): a type per activation compiled an MLP's first run about 1 s faster, but made the
-test suite, which trains every activation with every optimizer, compile each combination again
-(14.6 instead of 7 minutes). The CUDA kernels take the code, IDENTITY for the linear model (``code_of``).
+(``by_model``). Every activation shares one type (an integer), and so one compiled network pass
+(its loops chosen by the code at run time): a type per activation compiled an MLP's first run
+about 1 s faster, but made the test suite, which trains every activation with every optimizer,
+compile each combination again (14.6 instead of 7 minutes). The CUDA kernels take the code,
+IDENTITY for the linear model (``code_of``).
 """
 import math
 
