@@ -13,6 +13,8 @@ else one. The results do not depend on the number of threads.
 import numba
 import numpy as np
 
+from .kernels import tiled
+
 TILE = 256
 # where the tiles start to beat the row loop, set conservatively from benchmarks/bench_scale.py
 # --only threshold (RESULTS.md): the linear model's from a few hundred rows; an MLP's, whose tiles
@@ -35,9 +37,12 @@ def resolve_threads(threads, large):
     return max(1, min(int(threads), max_threads()))
 
 
-def plan(layout, n, n_val, bs, threads, dtype, tile=TILE):
+def plan(layout, n, n_val, bs, threads, dtype, tile=TILE, block=None):
     """(big, threads): the large-path buffers of kernels/tiled.py (None when neither a step nor a
-    whole-set loss of this run is large enough) and the number of threads to run on."""
+    whole-set loss of this run is large enough) and the number of threads to run on. ``tile``: the
+    unit of a tile's rows (a step's tiles are whole units: tiled.tile_rows); ``block`` (default
+    ``tile``): the rows an MLP's worker holds in its buffers at a time (no change to any result)."""
+    block = block or tile
     P = layout.size
     step_rows = max(-(-STEP_WORK // P), MIN_TILES * tile)
     loss_rows = max(-(-LOSS_WORK // P), MIN_TILES * tile)
@@ -47,17 +52,18 @@ def plan(layout, n, n_val, bs, threads, dtype, tile=TILE):
         return None, resolve_threads(threads, False)
     nthreads = resolve_threads(threads, True)
     workers = nthreads  # tiled.py spreads the tiles over one worker per thread
-    _, _, _, aoff_t, nacts_t = layout.kernel_arrays(tile)
-    # an MLP tile's blocks (kernels/tiled.py _mlp_tile): its inputs and each hidden layer's outputs
-    # with a column of ones, then the predictions
-    goff = np.concatenate([[0], np.cumsum([tile * (fi + 1) for fi in layout.sizes[:-1]])]).astype(np.int64)
-    nbuf = max(nacts_t, int(goff[-1]) + tile)
-    tiles = -(-bs // tile) if use_step else 1
+    _, _, _, aoff_t, nacts_t = layout.kernel_arrays(block)
+    # an MLP worker's block of rows (kernels/tiled.py _mlp_block): its inputs and each hidden layer's
+    # outputs with a column of ones, then the predictions
+    goff = np.concatenate([[0], np.cumsum([block * (fi + 1) for fi in layout.sizes[:-1]])]).astype(np.int64)
+    nbuf = max(nacts_t, int(goff[-1]) + block)
+    tiles = tiled.max_tiles(bs, tile) if use_step else 1
     big = (tile, aoff_t, np.zeros((tiles, P + 1), dtype), np.zeros((workers, nbuf), dtype),
            np.zeros((workers, nbuf), dtype), np.zeros(P, dtype),
            np.zeros(max(n, n_val) if use_loss else 1, dtype), np.zeros(2, dtype),
            step_rows if use_step else np.iinfo(np.int64).max, loss_rows if use_loss else np.iinfo(np.int64).max,
-           goff if layout.n_layers > 1 else None)  # None: the linear model's tiles (compiled alone)
+           goff if layout.n_layers > 1 else None,  # None: the linear model's tiles (compiled alone)
+           block)
     return big, nthreads
 
 

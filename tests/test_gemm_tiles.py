@@ -163,11 +163,11 @@ def test_mlp_tiles_match_the_row_loop(case, dtype, large_everywhere, monkeypatch
     np.testing.assert_allclose(tiled.theta, rows.theta, rtol=50 * tol, atol=50 * tol)
 
 
-def _step(X, y, idx, layout, activation, loss, dtype, threads, B, start=0):
+def _step(X, y, idx, layout, activation, loss, dtype, threads, B, start=0, block=None):
     theta = init_params(layout, "torch", np.random.default_rng(0), dtype)
     sizes, woff, boff, aoff, _ = layout.kernel_arrays(1)
     model = (sizes, woff, boff, aoff, kernel_arg(activation))
-    big, _ = _parallel.plan(layout, X.shape[0], 0, B, threads, dtype)
+    big, _ = _parallel.plan(layout, X.shape[0], 0, B, threads, dtype, block=block)
     g = np.full(layout.size, np.nan, dtype)
     before = numba.get_num_threads()
     numba.set_num_threads(threads)
@@ -194,6 +194,32 @@ def test_mlp_tiles_are_the_same_bits_on_1_and_2_threads(dtype):
         assert one[0] == two[0]
         np.testing.assert_array_equal(one[1], two[1])
         assert np.isfinite(one[1]).all()
+
+
+def test_tiles_of_several_blocks_are_the_same_bits_whatever_the_block(large_everywhere):
+    """A batch of 9,001 rows is 18 tiles (tiled.tile_rows: two units of 256 rows each, the last one
+    short), each gone through a block of rows at a time, the later blocks continuing the earlier
+    ones' sums: the same bits with blocks of 256 rows, of 100 (six blocks a tile, the last of 12
+    rows), of a whole tile, and on 1 and 2 threads; and the step of a reference in NumPy up to
+    rounding."""
+    from minireg import reference as R
+    from minireg.kernels.tiled import tile_rows
+    assert tile_rows(9001, 256) == 512
+    X, y = _data(9001, 5, np.float64, seed=4)
+    layout = Layout((5, 33, 9, 1))
+    idx = np.random.default_rng(5).permutation(9001).astype(np.int64)
+    runs = [_step(X, y, idx, layout, "tanh", "huber", np.float64, threads, 9001, block=block)
+            for threads, block in ((1, None), (1, 100), (1, 512), (2, None), (2, 100))]
+    for loss, g in runs[1:]:
+        assert loss == runs[0][0]
+        np.testing.assert_array_equal(g, runs[0][1])
+    theta = init_params(layout, "torch", np.random.default_rng(0), np.float64)
+    layers = R.layers_of(theta, layout.sizes)
+    acts = R.forward(layers, X[idx], "tanh")
+    want_loss, dpred = R.loss_and_dpred("huber", acts[-1][:, 0], y[idx])
+    want = R.flat(R.backward(layers, acts, dpred, "tanh"))
+    assert abs(runs[0][0] - want_loss) <= 1e-13 * abs(want_loss)
+    np.testing.assert_allclose(runs[0][1], want, rtol=0, atol=1e-13 * np.abs(want).max())
 
 
 def test_diverging_mlp_on_tiles_is_still_a_result(large_everywhere):

@@ -1,13 +1,18 @@
 """The large-batch path: a batch's forward and backward passes over fixed tiles of rows, in parallel.
 
-A batch of B rows is cut into tiles of ``tile`` consecutive batch positions (the last one shorter).
-Each tile computes its rows' forward and backward passes and writes its own partial gradient and
-partial loss sum into its row of ``partials``. The tiles are spread over numba's threads
+A batch of B rows is cut into tiles of consecutive batch positions (the last one shorter), of
+``tile_rows(B)`` rows: about 16 tiles, each a whole number of units of 256 rows and at most 8 of
+them. Each tile computes its rows' forward and backward passes and writes its own partial gradient
+and partial loss sum into its row of ``partials``. The tiles are spread over numba's threads
 (``prange``), and afterwards the partials are added up over the tiles in tile order. What a tile
 computes does not depend on which thread computes it, and the final sums always run in the same
-order, so the results are bit-identical whatever the number of threads.
+order, so the results are bit-identical whatever the number of threads. (Tiles of 2048 rows
+rather than 256: W6's step went from 782 partial gradients to 98, which are written and read
+back in a fraction of the memory traffic; benchmarks/RESULTS.md, sixth session.)
 
-An MLP's tile (``_mlp_tile``) runs its layers as matrix products (kernels/gemm.py): per layer
+An MLP's tile goes through its worker's buffers a block of ``block`` rows (256) at a time
+(``_mlp_block``), each block's sums over its rows continuing the ones before it, so a tile's sums
+are the same bits however many blocks it takes. A block runs its layers as matrix products (kernels/gemm.py): per layer
 Z = [A, 1]·[W; b], [gW; gb] = [A, 1]ᵀ·Δ and Δ_prev = Δ·Wᵀ, each entry one sum in order (over the
 layer's inputs and then the bias; over the tile's rows in row order; over the layer's outputs) with
 a fused multiply-add per term where the CPU has FMA. So it differs from the row loop
@@ -27,13 +32,14 @@ in row order afterwards, so that figure is the row loop's bit for bit. For the l
 computed as its steps compute it (one vectorized pass per tile, the tiles' sums added in tile
 order): a read of X at memory speed, where the row loop's dot products take several times longer.
 
-``big`` = (tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff):
-``aoff_t`` the row loop's activation offsets for a tile (the whole-set loss), ``partials`` (max
-tiles, P+1), per-worker activation and delta buffers (one row per worker, one worker per thread of
+``big`` = (unit, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff, block):
+``unit`` the rows of a tile are whole units of (tile_rows), ``aoff_t`` the row loop's activation
+offsets for a block (the whole-set loss), ``partials`` (max tiles, P+1), per-worker activation and
+delta buffers of ``block`` rows (one row per worker, one worker per thread of
 the run: numba.get_num_threads() in here would keep numba from caching the kernel), ``wT`` the
 step's transposed weight matrices, ``rowloss`` one entry per data row, ``sc_t`` run-dtype scratch,
 the smallest batch (``step_rows``) and data set (``loss_rows``) that take this path, and ``goff``
-where an MLP tile's blocks start in a worker's buffers (``_mlp_tile``; None for the linear model).
+where an MLP block's layers start in a worker's buffers (``_mlp_block``; None for the linear model).
 """
 from numba import prange
 
@@ -47,26 +53,44 @@ from .models import forward
 
 _REDUCE_BLOCK = 512  # gradient entries per block of the final (parallel, per-entry) reduction
 _PARALLEL_SUM = 1 << 18  # tiles × entries from which that reduction runs on the threads
+# a batch is cut into about _TILES tiles of whole units of rows, at most _UNITS_MAX units each
+# (tile_rows: W6's 200k rows are 98 tiles of 2048 rows)
+_TILES = 16
+_UNITS_MAX = 8
+
+
+@element
+def tile_rows(B, unit):
+    """Rows per tile of a batch of B rows: ``unit`` times B // (_TILES·unit), from 1 to _UNITS_MAX
+    units. It depends on B and the unit only, never on the threads."""
+    return unit * max(1, min(_UNITS_MAX, B // (_TILES * unit)))
+
+
+def max_tiles(bs, unit):
+    """The most tiles a batch of at most ``bs`` rows is cut into (the rows of ``partials``): up to
+    2·_TILES while tiles are shorter than _UNITS_MAX units, then ceil(bs / (_UNITS_MAX·unit))."""
+    return max(min(-(-bs // unit), 2 * _TILES), -(-bs // (_UNITS_MAX * unit)))
 
 
 @parallel_kernel
 def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
     """Mean loss of the rows idx[start:start+B] and its gradient, written into ``g``."""
     sizes, woff, boff, aoff, act = model
-    tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
+    unit, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff, block = big
     P = theta.shape[0]
     sc_t[0] = B
     nb = sc_t[0]
     inv_b = c[ONE] / nb
+    tile = tile_rows(B, unit)
     nt = (B + tile - 1) // tile
     nw = min(nt, acts_t.shape[0])
     if goff is not None:
         _transpose_weights(theta, sizes, woff, wT)
     if nt == 1:  # one tile, on the calling thread: waking the pool for it costs more than it saves
         tile_sums(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c, inv_b, partials[0], P, acts_t[0],
-                  deltas_t[0], goff, wT)
+                  deltas_t[0], goff, wT, block)
     else:
-        _all_tiles(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c, inv_b, big, nt, nw)
+        _all_tiles(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c, inv_b, big, tile, nt, nw)
     # the sums over tiles, in tile order; blocks of entries in parallel when there are many of them
     if nt * P >= _PARALLEL_SUM:
         for jb in prange((P + _REDUCE_BLOCK - 1) // _REDUCE_BLOCK):
@@ -80,9 +104,9 @@ def tiled_loss_grad(X, y, idx, start, B, theta, model, loss_code, c, big, g):
 
 
 @parallel_kernel
-def _all_tiles(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c, inv_b, big, nt, nw):
-    """tile_sums of the nt tiles into their rows of ``partials``, on nw workers."""
-    tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
+def _all_tiles(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c, inv_b, big, tile, nt, nw):
+    """tile_sums of the nt tiles of ``tile`` rows into their rows of ``partials``, on nw workers."""
+    unit, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff, block = big
     P = theta.shape[0]
     for w in prange(nw):
         buf = acts_t[w]
@@ -91,7 +115,7 @@ def _all_tiles(X, y, idx, start, B, theta, sizes, woff, boff, act, loss_code, c,
             s = start + k * tile
             bt = min(tile, start + B - s)
             tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, partials[k], P, buf,
-                      dbuf, goff, wT)
+                      dbuf, goff, wT, block)
 
 
 @kernel
@@ -106,23 +130,29 @@ def _sum_tiles(partials, nt, j0, j1, g):
 
 
 @element
-def tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
+def tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT,
+              block):
     """A tile's gradient and loss sums into ``part``: ``_linear_tile`` for the linear model, else
     ``_mlp_tile`` (whose buffers ``goff`` places: see _parallel.plan). Only the run's model's tile
     is compiled (activations.by_model; the MLP's is ~5 s)."""
     by_model(act, _linear_tile_sums, _mlp_tile_sums)(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c,
-                                                     inv_b, part, P, buf, dbuf, goff, wT)
+                                                     inv_b, part, P, buf, dbuf, goff, wT, block)
 
 
 @element
 def _linear_tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff,
-                      wT):
+                      wT, block):
     _linear_tile(X, y, idx, s, bt, theta, woff[0], boff[0], loss_code, c, inv_b, part, P)
 
 
 @element
-def _mlp_tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
-    _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT)
+def _mlp_tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT,
+                   block):
+    """The tile's rows a block at a time (as many rows as the buffers hold), each block's sums
+    continuing the ones before it: the same bits as one block of all the tile's rows."""
+    for b in range(0, bt, block):
+        _mlp_block(X, y, idx, s + b, min(block, bt - b), b > 0, theta, sizes, woff, act, loss_code, c, inv_b, part,
+                   P, buf, dbuf, goff, wT)
 
 
 @kernel
@@ -139,9 +169,10 @@ def _transpose_weights(theta, sizes, woff, wT):
 
 
 @kernel
-def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
+def _mlp_block(X, y, idx, s, bt, go_on, theta, sizes, woff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT):
     """An MLP's forward and backward passes over the rows idx[s:s+bt] as matrix products
-    (kernels/gemm.py), writing the tile's gradient sum and loss sum into ``part``.
+    (kernels/gemm.py), writing their gradient sum and loss sum into ``part`` (``go_on``: adding
+    them to the sums ``part`` holds, as the continuation of the same sums over the rows).
 
     In ``buf`` (``goff[k]``: where layer k's input starts) each hidden layer's input is a bt × (fan_in
     + 1) row-major block whose last column is 1, so that [A, 1]·[W; b] is the layer's pre-activation
@@ -187,7 +218,7 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
     # the loss terms and dL/dpred, in row order
     pred = buf[goff[L]:goff[L] + bt]
     dpred = dbuf[goff[L]:goff[L] + bt]
-    ls = c[ZERO]
+    ls = part[P] if go_on else c[ZERO]
     for r in range(bt):
         res = pred[r] - y[idx[s + r]]
         ls += loss_of_residual(loss_code, res, delta, cc)
@@ -200,9 +231,9 @@ def _mlp_tile(X, y, idx, s, bt, theta, sizes, woff, act, loss_code, c, inv_b, pa
         # [gW; gb] = [A, 1]ᵀ·Δ: rows of C are the inputs i (and the bias), K runs over the tile's rows;
         # with one output, the same sums as the one row Δᵀ·[A, 1] (wide blocks instead of one column)
         if fo == 1:
-            product(dbuf, goff[k + 1], 0, 1, buf, goff[k], fi + 1, bt, part, woff[k], 0, 1, fi + 1, False, STORE, part)
+            product(dbuf, goff[k + 1], 0, 1, buf, goff[k], fi + 1, bt, part, woff[k], 0, 1, fi + 1, go_on, STORE, part)
         else:
-            product(buf, goff[k], 1, fi + 1, dbuf, goff[k + 1], ldd, bt, part, woff[k], fo, fi + 1, fo, False, STORE,
+            product(buf, goff[k], 1, fi + 1, dbuf, goff[k + 1], ldd, bt, part, woff[k], fo, fi + 1, fo, go_on, STORE,
                     part)
         if k > 0:
             # Δ_prev = Δ·Wᵀ, then ⊙ f'(A_prev): relu's as the product stores, the others in a loop
@@ -330,8 +361,9 @@ def tiled_dataset_loss(X, y, idx, theta, model, loss_code, c, big):
 
 @parallel_kernel
 def _linear_dataset_loss(X, y, idx, theta, sizes, woff, boff, act, loss_code, c, big):
-    tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
+    unit, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff, block = big
     n = X.shape[0]
+    tile = tile_rows(n, unit)
     nt = (n + tile - 1) // tile
     for k in prange(nt):
         rowloss[k] = _linear_tile_loss(X, y, k * tile, min(tile, n - k * tile), theta, woff[0], boff[0], loss_code, c)
@@ -346,9 +378,9 @@ def _linear_dataset_loss(X, y, idx, theta, sizes, woff, boff, act, loss_code, c,
 def _network_dataset_loss(X, y, idx, theta, sizes, woff, boff, act, loss_code, c, big):
     """Every row's loss term into rowloss[r], the tiles forwarded by the row loop's kernel in
     parallel, then added in row order."""
-    tile, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff = big
+    unit, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff, block = big
     n = X.shape[0]
-    nt = (n + tile - 1) // tile
+    nt = (n + block - 1) // block
     nw = min(nt, acts_t.shape[0])
     delta = c[DELTA]
     pred_off = aoff_t[aoff_t.shape[0] - 1]
@@ -356,8 +388,8 @@ def _network_dataset_loss(X, y, idx, theta, sizes, woff, boff, act, loss_code, c
         acts = acts_t[w]
         cc = constants(c)
         for k in range(w, nt, nw):
-            s = k * tile
-            bt = min(tile, n - s)
+            s = k * block
+            bt = min(block, n - s)
             forward(X, idx, s, bt, theta, sizes, woff, boff, aoff_t, act, acts, c)
             for r in range(bt):
                 rowloss[s + r] = loss_of_residual(loss_code, acts[pred_off + r] - y[s + r], delta, cc)
