@@ -9,10 +9,11 @@
   plus the final whole-set loss), against one read of X (X.sum(), NumPy's single-threaded read, and
   a read on all threads); and the one-pass check of X alone.
 - W5 (linear N=1M d=100, full batch, SGD, float32) and W6 (MLP 20-64-64-1 relu, N=200k, full
-  batch, Adam, float32): per step = (t(1+k epochs) - t(1 epoch)) / k, best of 3, for minireg (all
-  threads, and 1 thread), PyTorch CPU (its default threads) and, for minireg, trace="norms";
-  against the floors: one read of X at the measured all-thread read bandwidth (W5), the step's
-  FLOPs at the measured float32 matmul rate (W6).
+  batch, Adam, float32): per step = (t(1+k epochs) - t(1 epoch)) / k for minireg (all threads, and
+  1 thread), PyTorch CPU (its default threads) and, for minireg, trace="norms"; against the floors:
+  one read of X on all threads (W5), the step's FLOPs at the float32 matmul rate of NumPy's BLAS
+  (W6). All of them, floor included, are timed in turn in each of 7 rounds (k = 6) and the best of each
+  taken (side_by_side): on the shared VM a slow spell then slows all of them, not one.
 - W3b: linear d=10, batch 1, SGD, float64, per sample, next to scikit-learn's SGDRegressor; and
   what an epoch spends per sample on its steps, on the data set's loss after it and on the next
   epoch's row order.
@@ -64,9 +65,9 @@ def per_step(run, k, repeats=REPEATS):
     return (tk - t1) / k, t1
 
 
-def read_bandwidth(X):
-    """Bytes per second of a read of X on all of numba's threads: per block of rows, column sums
-    (vectorized over the columns, so the loads and not the adds set the pace)."""
+def reader(X):
+    """A read of X on all of numba's threads, to be timed: per block of rows, column sums (vectorized
+    over the columns, so the loads and not the adds set the pace)."""
     import numba
 
     @numba.njit(parallel=True, cache=False)
@@ -82,13 +83,40 @@ def read_bandwidth(X):
                     acc[j] += row[j]
     out = np.zeros((-(-X.shape[0] // 4096), X.shape[1]), X.dtype)
     colsums(X, out)
-    return X.nbytes / best(lambda: colsums(X, out), 5)
+    return lambda: colsums(X, out)
 
 
-def matmul_flops(dtype="float32", n=2048):
+def read_bandwidth(X):
+    """Bytes per second of a read of X on all of numba's threads (``reader``), best of 5."""
+    return X.nbytes / best(reader(X), 5)
+
+
+def multiplier(dtype="float32", n=2048):
+    """A float32 matrix product of n × n by n × n on NumPy's BLAS (all threads), to be timed, and its FLOPs."""
     a = np.ones((n, n), dtype)
     a @ a
-    return 2 * n**3 / best(lambda: a @ a, 3)
+    return lambda: a @ a, 2 * n**3
+
+
+def side_by_side(runs, k, rounds, floors):
+    """Per step of each run (name → run(epochs)): (t(1+k epochs) - t(1 epoch)) / k with the best t of
+    ``rounds``, and the best time of each of ``floors`` (name → fn). Every round times all of them
+    in turn, so that a slow spell of the shared VM falls on all and not on the one timed then."""
+    for r in runs.values():
+        r(1)
+    t1, tk = {n: [] for n in runs}, {n: [] for n in runs}
+    tf = {n: [] for n in floors}
+    for _ in range(rounds):
+        for n, fn in floors.items():
+            t0 = time.perf_counter()
+            fn()
+            tf[n].append(time.perf_counter() - t0)
+        for n, r in runs.items():
+            for e, out in ((1, t1), (1 + k, tk)):
+                t0 = time.perf_counter()
+                r(e)
+                out[n].append(time.perf_counter() - t0)
+    return {n: (min(tk[n]) - min(t1[n])) / k for n in runs}, {n: min(v) for n, v in tf.items()}
 
 
 def minireg_result(wl, X, y, epochs, **kw):
@@ -128,27 +156,36 @@ def fixed_costs(rows):
     stepd, t1d = per_step(minireg_run(wl, Xd, y), 2, 2)
     rows.append(("fixed", "the same from a float64 X (one converting pass)", f"{(t1d - stepd) * 1e3:,.1f} ms",
                  f"{(t1d - stepd) / xsum:.2f}x X.sum() of the float32 X", ""))
-    return bw
 
 
-def large(key, rows, bw, flops):
+def large(key, rows, rounds=7):
+    """W5 or W6: minireg (all threads, 1 thread, trace="norms") and PyTorch, and the workload's
+    floor (a read of X for W5, a float32 matmul for W6), timed side by side round after round."""
     wl = workload(key)
     X, y = E.make_data(wl)
-    k = 4
-    res = {}
-    res["minireg"] = per_step(minireg_run(wl, X, y), k)[0]
-    res["minireg 1 thread"] = per_step(minireg_run(wl, X, y, threads=1), k)[0]
-    res["minireg norms"] = per_step(minireg_run(wl, X, y, trace="norms"), k)[0]
+    k = 6
+    runs = {"minireg": minireg_run(wl, X, y), "minireg 1 thread": minireg_run(wl, X, y, threads=1),
+            "minireg norms": minireg_run(wl, X, y, trace="norms")}
     if torch is not None:
-        tr = E.torch_runner(wl, X, y)
-        res["torch"] = per_step(tr, k)[0]
-    floor = max(X.nbytes / bw, wl.flops_per_step() / flops)
+        runs["torch"] = E.torch_runner(wl, X, y)
+    if key == "W5":
+        floors = {"read": reader(X)}
+    else:
+        mm, mm_flops = multiplier()
+        floors = {"matmul": mm}
+    res, tf = side_by_side(runs, k, rounds, floors)
+    if key == "W5":
+        floor = tf["read"]
+        what = f"read of X {floor * 1e3:,.1f} ms ({X.nbytes / floor / 1e9:.1f} GB/s)"
+    else:
+        rate = mm_flops / tf["matmul"]
+        floor = wl.flops_per_step() / rate
+        what = f"{wl.flops_per_step() / 1e9:.1f} GFLOP at {rate / 1e9:.0f} GFLOP/s {floor * 1e3:,.1f} ms"
     m = res["minireg"]
     detail = (f"1 thread {res['minireg 1 thread'] * 1e3:,.1f} ms; trace='norms' {res['minireg norms'] * 1e3:,.1f} ms "
-              f"({res['minireg norms'] / m:.2f}x)")
+              f"({res['minireg norms'] / m:.2f}x); best of {rounds} rounds")
     vs = f"torch {res['torch'] * 1e3:,.1f} ms: {res['torch'] / m:.2f}x faster" if "torch" in res else "torch n/a"
-    rows.append((key, wl.label, f"{m * 1e3:,.1f} ms/step", f"{vs}; floor {floor * 1e3:,.1f} ms: {m / floor:.2f}x floor",
-                 detail))
+    rows.append((key, wl.label, f"{m * 1e3:,.1f} ms/step", f"{vs}; floor: {what}: {m / floor:.2f}x floor", detail))
 
 
 def batch1(rows):
@@ -227,20 +264,11 @@ def main():
     parts = args.only.split(",")
     E.warm_up_minireg()
     rows = []
-    bw = flops = None
     if "fixed" in parts:
-        bw = fixed_costs(rows)
-    if "W5" in parts or "W6" in parts:
-        if bw is None:
-            X, _ = E.make_data(workload("W5"))
-            bw = read_bandwidth(X)
-            del X
-        flops = matmul_flops()
-        rows.append(("floors", "read bandwidth (all threads), float32 matmul", f"{bw / 1e9:.1f} GB/s",
-                     f"{flops / 1e9:.0f} GFLOP/s", ""))
+        fixed_costs(rows)
     for key in ("W5", "W6"):
         if key in parts:
-            large(key, rows, bw, flops)
+            large(key, rows)
     if "W3b" in parts:
         batch1(rows)
     if "threshold" in parts:

@@ -3,6 +3,8 @@
     python benchmarks/count_instructions.py              # linear-full, mlp-relu-full, linear-batch1, mlp64-batch32
     python benchmarks/count_instructions.py --only mlp-relu-full
     python benchmarks/count_instructions.py --trace      # the same runs with trace=True
+    python benchmarks/count_instructions.py --only linear-100k-full,mlp64-20k-full --trace norms
+                                                         # what trace="norms" adds to a large step
 
 Wall-clock timings on a shared VM move by 20-50% between runs; instruction counts do not (the same
 binary on the same input executes the same instructions), so this is the measure to compare two
@@ -36,7 +38,13 @@ WORKLOADS = {
     "linear-batch1": (dict(optimizer="sgd", lr=0.01, batch_size=1), 10_000, 10, 2, 4),
     "mlp64-batch32": (dict(model="mlp", hidden=(64, 64), activation="relu", optimizer="adam", lr=1e-3, batch_size=32),
            10_000, 10, 1, 3),
+    # W5's and W6's large-batch steps (bench_scale.py) at a tenth of their rows, on one thread (the
+    # same work as on two: the tiles do not depend on the threads): not in the default set
+    "linear-100k-full": (dict(optimizer="sgd", lr=0.1, dtype="float32", threads=1), 100_000, 100, 2, 6),
+    "mlp64-20k-full": (dict(model="mlp", hidden=(64, 64), activation="relu", optimizer="adam", lr=1e-3,
+                            dtype="float32", threads=1), 20_000, 20, 2, 6),
 }
+DEFAULT = ("linear-full", "mlp-relu-full", "linear-batch1", "mlp64-batch32")
 
 RUN = """
 import sys
@@ -77,12 +85,14 @@ def count(script, epochs):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", help="comma-separated workload keys (default: all)")
-    ap.add_argument("--trace", action="store_true", help="count traced runs (trace=True)")
+    ap.add_argument("--only", help=f"comma-separated workload keys (default: {','.join(DEFAULT)}; also "
+                    f"{','.join(k for k in WORKLOADS if k not in DEFAULT)})")
+    ap.add_argument("--trace", nargs="?", const=True, default=False, choices=[True, "norms"],
+                    help="count traced runs: trace=True, or with --trace norms trace='norms'")
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("count_instructions.py needs valgrind (Debian: apt-get install valgrind)")
-    keys = args.only.split(",") if args.only else list(WORKLOADS)
+    keys = args.only.split(",") if args.only else list(DEFAULT)
     print(f"{'W':4s} {'instructions/step':>18s} {'steps':>10s}")
     for key in keys:
         kw, n, d, e1, e2 = WORKLOADS[key]
