@@ -1,11 +1,11 @@
 """When a run takes the large-batch path (kernels/tiled.py), on how many threads, and its buffers.
 
-A step of B rows on P parameters does about 3·B·P multiply-adds. Below ``STEP_WORK`` (B·P) the
-row loop's single thread is faster than starting the thread pool and adding up per-tile partial
+A step of B rows on P parameters does about 3·B·P multiply-adds. Below ``STEP_WORK`` (B·P) the row
+loop's single thread is faster than starting the thread pool and adding up per-tile partial
 gradients, and small runs keep today's kernels bit for bit; above it a batch goes over tiles of
-``TILE`` rows on ``threads`` threads. The loss over a whole data set (the per-epoch history, the
-validation loss) goes over tiles from ``LOSS_WORK`` (rows·P) on; that path gives the row loop's
-figure bit for bit, so it does not change any result.
+whole units of ``TILE`` rows (kernels/tiled.py tile_rows) on ``threads`` threads. The loss over a
+whole data set (the per-epoch history, the validation loss) goes over tiles from ``LOSS_WORK``
+(rows·P) on; that path gives the row loop's figure bit for bit, so it does not change any result.
 
 ``threads=None`` (train's default): every core numba may use when the run takes the large path,
 else one. The results do not depend on the number of threads.

@@ -12,31 +12,31 @@ back in a fraction of the memory traffic; benchmarks/RESULTS.md, sixth session.)
 
 An MLP's tile goes through its worker's buffers a block of ``block`` rows (256) at a time
 (``_mlp_block``), each block's sums over its rows continuing the ones before it, so a tile's sums
-are the same bits however many blocks it takes. A block runs its layers as matrix products (kernels/gemm.py): per layer
-Z = [A, 1]·[W; b], [gW; gb] = [A, 1]ᵀ·Δ and Δ_prev = Δ·Wᵀ, each entry one sum in order (over the
-layer's inputs and then the bias; over the tile's rows in row order; over the layer's outputs) with
-a fused multiply-add per term where the CPU has FMA. So it differs from the row loop
-(kernels/loop.py with one forward/backward over the whole batch, plain multiplies and adds) in the
-last bits of every value, per-row values (predictions, residuals, deltas) included, and in the sums
-over the batch's rows: the row loop adds every row's term into one running sum per gradient entry
-(and one for the loss), in row order; here each tile adds its rows' terms in row order, and the
-tiles' sums are then added in tile order. The linear model's tiles (``_linear_tile``) make one pass
-over each row for the prediction, the loss and the gradient terms, with the compiler free to
-reassociate (vectorize) the dot products and the sums within a tile, so there the predictions may
-also differ between CPUs of different vector widths (never between thread counts).
+are the same bits however many blocks it takes. A block runs its layers as matrix products
+(kernels/gemm.py): per layer Z = [A, 1]·[W; b], [gW; gb] = [A, 1]ᵀ·Δ and Δ_prev = Δ·Wᵀ, each entry
+one sum in order (over the layer's inputs and then the bias; over the tile's rows in row order; over
+the layer's outputs) with a fused multiply-add per term where the CPU has FMA. So it differs from
+the row loop (kernels/loop.py with one forward/backward over the whole batch, plain multiplies and
+adds) in the last bits of every value, per-row values (predictions, residuals, deltas) included, and
+in the sums over the batch's rows: the row loop adds every row's term into one running sum per
+gradient entry (and one for the loss), in row order; here each tile adds its rows' terms in row
+order, and the tiles' sums are then added in tile order. The linear model's tiles (``_linear_tile``)
+make one pass over each row for the prediction, the loss and the gradient terms, with the compiler
+free to reassociate (vectorize) the dot products and the sums within a tile, so there the
+predictions may also differ between CPUs of different vector widths (never between thread counts).
 
 The loss over a whole data set (``tiled_dataset_loss``, the per-epoch history) keeps the row
-loop's order exactly for an MLP: the tiles forward their rows with the row loop's kernels
+loop's order exactly for an MLP: blocks of rows are forwarded by the row loop's kernels
 (models.forward) and write every row's loss term into ``rowloss`` in parallel, and those are added
 in row order afterwards, so that figure is the row loop's bit for bit. For the linear model it is
 computed as its steps compute it (one vectorized pass per tile, the tiles' sums added in tile
 order): a read of X at memory speed, where the row loop's dot products take several times longer.
 
 ``big`` = (unit, aoff_t, partials, acts_t, deltas_t, wT, rowloss, sc_t, step_rows, loss_rows, goff, block):
-``unit`` the rows of a tile are whole units of (tile_rows), ``aoff_t`` the row loop's activation
-offsets for a block (the whole-set loss), ``partials`` (max tiles, P+1), per-worker activation and
-delta buffers of ``block`` rows (one row per worker, one worker per thread of
-the run: numba.get_num_threads() in here would keep numba from caching the kernel), ``wT`` the
+``unit`` the rows a tile has a whole number of (tile_rows), ``aoff_t`` the row loop's activation
+offsets for a block (the whole-set loss), ``partials`` (max_tiles, P+1), per-worker activation
+and delta buffers of ``block`` rows (one row per worker, one worker per thread of the run:
+numba.get_num_threads() in here would keep numba from caching the kernel), ``wT`` the
 step's transposed weight matrices, ``rowloss`` one entry per data row, ``sc_t`` run-dtype scratch,
 the smallest batch (``step_rows``) and data set (``loss_rows``) that take this path, and ``goff``
 where an MLP block's layers start in a worker's buffers (``_mlp_block``; None for the linear model).
