@@ -410,7 +410,7 @@ _parallel.STEP_WORK = _parallel.LOSS_WORK = 1  # the large-batch path from one t
 X2 = np.random.default_rng(1).normal(size=(600, 3)); y2 = X2 @ np.ones(3)
 assert _parallel.plan(minireg.layout.Layout((3, 1)), 600, 0, 600, None, "float64")[0] is not None
 minireg.train(X2, y2, epochs=2)
-print(len(tiled._linear_tile.signatures), len(tiled._mlp_tile.signatures))
+print(len(tiled._linear_tile.signatures), len(tiled._mlp_block.signatures))
 """
     root = str(pathlib.Path(__file__).resolve().parents[1])
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}

@@ -1,4 +1,4 @@
-"""The large path's MLP tiles as matrix products (kernels/gemm.py, kernels/tiled.py::_mlp_tile).
+"""The large path's MLP tiles as matrix products (kernels/gemm.py, kernels/tiled.py::_mlp_block).
 
 - ``product`` against NumPy, for widths and lengths that are not multiples of its blocks, with and
   without continuing C's sums, leaving everything outside C's block alone;

@@ -133,7 +133,7 @@ def _sum_tiles(partials, nt, j0, j1, g):
 def tile_sums(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c, inv_b, part, P, buf, dbuf, goff, wT,
               block):
     """A tile's gradient and loss sums into ``part``: ``_linear_tile`` for the linear model, else
-    ``_mlp_tile`` (whose buffers ``goff`` places: see _parallel.plan). Only the run's model's tile
+    ``_mlp_tile_sums`` (whose buffers ``goff`` places: see _parallel.plan). Only the run's model's tile
     is compiled (activations.by_model; the MLP's is ~5 s)."""
     by_model(act, _linear_tile_sums, _mlp_tile_sums)(X, y, idx, s, bt, theta, sizes, woff, boff, act, loss_code, c,
                                                      inv_b, part, P, buf, dbuf, goff, wT, block)
