@@ -94,7 +94,7 @@ def read_bandwidth(X):
 
 
 def multiplier(dtype="float32", n=2048):
-    """A float32 matrix product of n × n by n × n on NumPy's BLAS (all threads), to be timed, and its FLOPs."""
+    """A matrix product of n × n by n × n (``dtype``) on NumPy's BLAS (all threads), to be timed, and its FLOPs."""
     a = np.ones((n, n), dtype)
     a @ a
     return lambda: a @ a, 2 * n**3
@@ -173,15 +173,14 @@ def large(key, rows, rounds=7):
     # the floor is timed for as long as the k steps it is set against (k reads of X; as many
     # matmuls as the k steps' FLOPs): the best of a short burst would be the best moment of the VM
     if key == "W5":
-        read, reps = reader(X), k
+        floor_op, reps = reader(X), k
     else:
-        mm, mm_flops = multiplier()
+        floor_op, mm_flops = multiplier()
         reps = max(1, round(k * wl.flops_per_step() / mm_flops))
-        read = mm
 
     def floor_work():
         for _ in range(reps):
-            read()
+            floor_op()
     res, tf = side_by_side(runs, k, rounds, {"floor": floor_work})
     if key == "W5":
         floor = tf["floor"] / reps
