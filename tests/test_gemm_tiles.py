@@ -196,6 +196,20 @@ def test_mlp_tiles_are_the_same_bits_on_1_and_2_threads(dtype):
         assert np.isfinite(one[1]).all()
 
 
+def test_partials_hold_the_tiles_of_every_batch_up_to_the_batch_size():
+    """_parallel.plan sizes ``partials`` by tiled.max_tiles(bs): a run's batches are bs rows and
+    shorter (the last one, a resumed epoch's), and numba does not check the tiles' row index, so
+    every B <= bs must be cut into at most that many tiles; and the bound is met, not loose."""
+    from minireg.kernels.tiled import max_tiles, tile_rows
+    for unit in (1, 3, 256):
+        most = 0
+        for B in range(1, 70_000):
+            most = max(most, -(-B // tile_rows(B, unit)))
+            assert most <= max_tiles(B, unit), (unit, B)
+            if B % 997 == 0:
+                assert most == max_tiles(B, unit), (unit, B)
+
+
 def test_tiles_of_several_blocks_are_the_same_bits_whatever_the_block(large_everywhere):
     """A batch of 9,001 rows is 18 tiles (tiled.tile_rows: two units of 256 rows each, the last one
     short), each gone through a block of rows at a time, the later blocks continuing the earlier
